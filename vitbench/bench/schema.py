@@ -1,0 +1,53 @@
+"""The result table, declared once: column names and order of every CSV vitbench writes.
+
+Files of one run (in the output folder, default ``results/<device>/``):
+  ``<suite>-<run_id>.csv``           one row per (case, provider), columns below, written row by row
+  ``<suite>-<run_id>.meta.json``     run metadata: device, versions, config + hash, measured peaks
+  ``<suite>-<run_id>.samples.jsonl`` raw timing samples, one JSON object per row:
+                                     {"key": [..ROW_KEY values..], "samples_ms": [...]}
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+COLUMNS: list[str] = [
+    "schema_version",
+    "run_id",
+    "timestamp",  # ISO 8601, UTC, when the row was measured
+    "suite",  # "kernels" or "model"
+    "op",  # kernel op (matmul, attention, ...) or model name for suite=model
+    "case",  # short case label within the op, e.g. "fc1" or "b32"
+    "provider",  # triton, torch, torch-compile, hf-eager, hf-sdpa, ...
+    "dtype",  # fp32, fp16, bf16
+    "precision",  # ieee / tf32 for fp32 matmuls, "" otherwise
+    "shape",  # canonical "K=V;K=V" string of the shape parameters
+    "batch",  # batch size where the case has one (model suite, vit set), else empty
+    "size",  # one number that orders cases on a chart x-axis (elements, M, tokens...)
+    "timer",  # cold, warm, graph, host
+    "backend",  # cuda or interpreter
+    "device",  # GPU name or "cpu (Triton interpreter)"
+    "median_ms",
+    "p10_ms",
+    "p90_ms",
+    "mean_ms",
+    "std_ms",
+    "n",  # timed repetitions
+    "noise",  # IQR / median
+    "flops",  # FLOPs of one call (formula stated per op)
+    "bytes",  # bytes of one call: each input read once, each output written once
+    "tflops",
+    "gbps",
+    "pct_of_peak",  # of the peak measured on this device in this run (compute or memory bound)
+    "items_per_s",  # images/s for the model suite, else empty
+    "baseline",  # the provider speedups are measured against
+    "speedup_vs_baseline",  # baseline median / this median; empty when either row is not ok
+    "max_rel_err",  # ||out - ref|| / ||ref|| vs a higher-precision reference
+    "ok",  # correctness gate passed
+    "error",  # error text when the case failed (OOM, kernel error), else empty
+    "compile_s",  # torch.compile / autotune time, never inside latency
+    "config_hash",
+]
+
+# A row is identified (for --resume and `vitbench compare`) by these columns.
+ROW_KEY: list[str] = ["suite", "op", "case", "provider", "dtype", "precision", "shape", "timer"]

@@ -1,0 +1,45 @@
+"""The `vitbench` command line: parses options and delegates to library modules.
+
+User mistakes raise `VitbenchError`; `main()` prints them as one line and exits 2.
+Set VITBENCH_DEBUG=1 to get the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from vitbench.errors import VitbenchError
+
+app = typer.Typer(
+    name="vitbench",
+    help="Run, check and measure Vision Transformer inference written in Triton.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Run, check and measure Vision Transformer inference written in Triton."""
+
+
+from vitbench.cli import env_cmd  # noqa: E402
+
+app.command("env", help=env_cmd.__doc__)(env_cmd.env)
+
+
+def main() -> None:
+    try:
+        app()
+    except VitbenchError as exc:
+        if os.environ.get("VITBENCH_DEBUG"):
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,75 @@
+"""What machine and software a run is on: the device and library versions."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+from vitbench._backend import BACKEND, HAS_CUDA, INTERPRETER_NOTE
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    backend: str  # "cuda" or "interpreter"
+    name: str  # GPU name, or "cpu (Triton interpreter)"
+    sm_count: int | None
+    memory_gib: float | None
+    compute_capability: str | None
+    driver: str | None
+    cuda: str | None
+
+
+def _pkg_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip().splitlines()[0] or None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def device_info() -> DeviceInfo:
+    if not HAS_CUDA or BACKEND == "interpreter":
+        return DeviceInfo(BACKEND, "cpu (Triton interpreter)", None, None, None, None, None)
+    p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return DeviceInfo(
+        backend=BACKEND,
+        name=p.name,
+        sm_count=p.multi_processor_count,
+        memory_gib=round(p.total_memory / 2**30, 1),
+        compute_capability=f"{p.major}.{p.minor}",
+        driver=_driver_version(),
+        cuda=torch.version.cuda,
+    )
+
+
+def versions() -> dict[str, str | None]:
+    import vitbench
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": _pkg_version("triton"),
+        "transformers": _pkg_version("transformers"),
+        "vitbench": vitbench.__version__,
+    }
+
+
+def environment() -> dict:
+    """Device and versions as one flat-ish dict (used by `vitbench env` and run metadata)."""
+    info = asdict(device_info())
+    return {"device": info, "versions": versions(),
+            "note": INTERPRETER_NOTE if info["backend"] == "interpreter" else None}

@@ -1,0 +1,35 @@
+"""Error measures shared by tests, the correctness gate of the suites and the model checks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# ||out - ref|| / ||ref|| limits, by how the output was computed.
+TOLERANCE = {"ieee": 1e-5, "tf32": 1e-3, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Relative Frobenius error in float64; NaN or inf anywhere in `out` gives inf."""
+    if out.shape != ref.shape:
+        raise ValueError(f"shape mismatch: out {tuple(out.shape)} vs ref {tuple(ref.shape)}")
+    o = out.detach().to(device="cpu", dtype=torch.float64)
+    r = ref.detach().to(device="cpu", dtype=torch.float64)
+    if not torch.isfinite(o).all():
+        return math.inf
+    denom = torch.linalg.vector_norm(r).item()
+    num = torch.linalg.vector_norm(o - r).item()
+    return num / denom if denom > 0 else num
+
+
+def tolerance(dtype: torch.dtype, precision: str = "ieee") -> float:
+    """The rel_err limit for an output computed in `dtype` (fp32 by its matmul precision)."""
+    if dtype == torch.float32:
+        return TOLERANCE[precision]
+    return TOLERANCE[dtype]
+
+
+def poisoned(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An output buffer filled with NaN, so any element a kernel fails to write is caught."""
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
