@@ -51,3 +51,21 @@ COLUMNS: list[str] = [
 
 # A row is identified (for --resume and `vitbench compare`) by these columns.
 ROW_KEY: list[str] = ["suite", "op", "case", "provider", "dtype", "precision", "shape", "timer"]
+
+# Keys of ``<suite>-<run_id>.meta.json`` (written once at the start of a run, updated at its end):
+META_KEYS: dict[str, str] = {
+    "schema_version": "int, SCHEMA_VERSION",
+    "run_id": "str, e.g. 20261127T051500Z-3f2a",
+    "suite": "kernels | model",
+    "created": "ISO 8601 UTC start time",
+    "finished": "ISO 8601 UTC end time, null while running or after a crash",
+    "backend": "cuda | interpreter",
+    "device": "dict: vitbench.envinfo.DeviceInfo as a dict",
+    "versions": "dict: python, torch, triton, transformers, vitbench",
+    "git_commit": "str or null",
+    "config": "dict: the resolved sweep config",
+    "config_hash": "str: sha256 of the resolved config, first 12 hex digits",
+    "peaks": "dict: copy_gbps (float|null), gemm_tflops {bf16, fp16, fp32, tf32: float|null}, "
+             "measured on this device in this run",
+    "note": "str or null: e.g. the interpreter's 'timings not representative'",
+}
