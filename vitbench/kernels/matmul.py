@@ -1,6 +1,274 @@
+"""Linear layer GEMM with fused epilogues: out = epilogue(A @ W^T + bias [, residual]).
+
+A is [M, K] (or [B, T, K], rows m = b*T + t), W is [N, K] in `nn.Linear` layout and is read as
+the transposed operand through its strides (no copy). Accumulation is fp32 whatever the storage
+dtype; the epilogue (bias, GELU, residual) runs on the fp32 accumulator before one rounding.
+
+Cost (itemsize s): FLOPs 2*M*N*K (+ a few per output element for the epilogue);
+bytes s*(M*K + N*K + M*N) + s*N with bias + s*M*N with residual (each operand read once from
+DRAM; tiles of A and W are re-read from L2, which the grouped tile order keeps warm).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from vitbench._backend import INTERPRETER
+from vitbench.errors import VitbenchError
+from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
+_RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
+_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
 
 
-def matmul(a, w, bias=None, *, epilogue="none", residual=None, precision="ieee", out=None):
-    """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout)."""
-    raise NotImplementedError  # PLACEHOLDER: being written
+def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group},
+        num_stages=stages, num_warps=warps,
+    )
+
+
+# Under the interpreter only the first config is used: keep it small (quick on a CPU).
+# On a GPU the autotuner times all of them per (M, N, K, epilogue, precision, dtypes); the big
+# ones are the Hopper bf16/fp16 configs (wgmma-sized tiles, 3-4 stage cp.async pipelines).
+GEMM_CONFIGS = [_cfg(32, 32, 32, 2, 4)] if INTERPRETER else [
+    _cfg(128, 256, 64, 3, 8),
+    _cfg(256, 128, 64, 3, 8),
+    _cfg(128, 256, 64, 4, 8),
+    _cfg(128, 128, 64, 4, 8),
+    _cfg(128, 128, 64, 3, 4),
+    _cfg(128, 128, 32, 4, 4),
+    _cfg(64, 256, 64, 4, 4),
+    _cfg(128, 64, 64, 4, 4),
+    _cfg(64, 128, 64, 4, 4),
+    _cfg(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
+    _cfg(32, 64, 64, 4, 4),
+    _cfg(64, 32, 64, 4, 4),
+]
+
+
+def prune_by_smem(configs, named_args, **kwargs):
+    """Drop configs whose operand pipeline cannot fit shared memory for this dtype (fp32 = 4 B)."""
+    itemsize = named_args["a_ptr"].element_size()
+    fits = [
+        c for c in configs
+        if c.num_stages * (c.kwargs["BLOCK_M"] + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * itemsize
+        <= _SMEM_BYTES
+    ]
+    return fits or configs[-1:]
+
+
+@triton.jit
+def gelu_erf(x):
+    # exact GELU: 0.5 * x * (1 + erf(x / sqrt(2)))
+    return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def gelu_tanh(x):
+    # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3);
+    # the sigmoid form needs no tanh; the exponent is capped below fp32 overflow (exp(80) ~ 5e34,
+    # so very negative x still gives ~ -0).
+    u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+    return x / (1.0 + tl.exp(tl.minimum(-2.0 * u, 80.0)))
+
+
+@triton.jit
+def _matmul_kernel(
+    a_ptr,  # A [M, K] viewed as rows m -> (m // rows_inner, m % rows_inner), any strides
+    w_ptr,  # W [N, K] nn.Linear layout, any strides; read as W^T [K, N]
+    bias_ptr,  # bias [N] (unused unless HAS_BIAS)
+    res_ptr,  # residual, same row layout as out (unused unless EPILOGUE adds it)
+    out_ptr,  # out [M, N], same row layout as A
+    M, N, K,  # GEMM sizes
+    rows_inner,  # rows per leading index (T of a [B, T, *] tensor; M for 2-D)
+    stride_a0, stride_a1, stride_ak,  # A: leading index, row within it, K
+    stride_wn, stride_wk,  # W: N, K
+    stride_bias,  # bias: N
+    stride_r0, stride_r1, stride_rn,  # residual: leading index, row, N
+    stride_o0, stride_o1, stride_on,  # out: leading index, row, N
+    HAS_BIAS: tl.constexpr,
+    EPILOGUE: tl.constexpr,  # one of EPILOGUES
+    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks in the main loop
+):
+    # Grouped ("super-grouped") tile order: walk GROUP_M row tiles down a column of tiles before
+    # moving right, so the A rows and W columns of neighbouring programs stay in L2.
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Wrap out-of-range rows/cols onto valid ones for the loads (results masked at the store).
+    rm_ld = rm % M
+    rn_ld = rn % N
+    offs_k = tl.arange(0, BLOCK_K)
+    row_a = (rm_ld // rows_inner).to(tl.int64) * stride_a0 + (rm_ld % rows_inner).to(tl.int64) * stride_a1
+    col_w = rn_ld.to(tl.int64) * stride_wn
+    a_ptrs = a_ptr + row_a[:, None] + offs_k[None, :] * stride_ak  # [BLOCK_M, BLOCK_K]
+    w_ptrs = w_ptr + col_w[None, :] + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N] = W^T tile
+
+    # Main loop: per iteration read BLOCK_M*BLOCK_K + BLOCK_K*BLOCK_N elements,
+    # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on the tensor cores, fp32 accumulator.
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(w_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            b = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += BLOCK_K * stride_ak
+        w_ptrs += BLOCK_K * stride_wk
+
+    # Epilogue on the fp32 accumulator: + bias, GELU, + residual, then one rounding on store.
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + rn_ld * stride_bias).to(tl.float32)
+        acc += bias[None, :]
+    if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
+        acc = gelu_erf(acc)
+    if EPILOGUE == "gelu_tanh":
+        acc = gelu_tanh(acc)
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    b_idx = (rm // rows_inner).to(tl.int64)
+    t_idx = (rm % rows_inner).to(tl.int64)
+    if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
+        r_ptrs = res_ptr + (b_idx * stride_r0 + t_idx * stride_r1)[:, None] + rn[None, :] * stride_rn
+        acc += tl.load(r_ptrs, mask=mask, other=0.0).to(tl.float32)
+    o_ptrs = out_ptr + (b_idx * stride_o0 + t_idx * stride_o1)[:, None] + rn[None, :] * stride_on
+    tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+_heuristic = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
+_KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS"]
+_matmul = autotune(GEMM_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
+    _heuristic(_matmul_kernel)
+)
+# out aliasing residual (x = x + f(x) in place): autotuning must restore `out` after each timed
+# run, or the residual would be added once per run. Separate tuner so the common case pays nothing.
+_matmul_inplace = autotune(
+    GEMM_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem},
+    restore_value=["out_ptr"],
+)(_heuristic(_matmul_kernel))
+
+
+def matmul_cost(M: int, N: int, K: int, itemsize: int, has_bias: bool = False,
+                has_residual: bool = False) -> tuple[int, int]:
+    """(FLOPs, bytes) of one matmul call: 2MNK; A, W, bias, residual read once, out written once."""
+    flops = 2 * M * N * K
+    elems = M * K + N * K + M * N + (N if has_bias else 0) + (M * N if has_residual else 0)
+    return flops, elems * itemsize
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last) byte address a tensor's elements may touch."""
+    start = t.data_ptr()
+    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1
+    return start, start + extent * t.element_size()
+
+
+def overlaps(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """True when the memory of `x` and `y` may overlap (both non-empty)."""
+    if x.numel() == 0 or y.numel() == 0:
+        return False
+    (a0, a1), (b0, b1) = _span(x), _span(y)
+    return a0 < b1 and b0 < a1
+
+
+def check_out(out: object, shape: tuple[int, ...], dtype: torch.dtype,
+              inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+    """Validate a caller-provided output buffer (any strides) that must not overlap the inputs."""
+    out = check_tensor("out", out, ndim=len(shape), contiguous_last=False)
+    if tuple(out.shape) != tuple(shape):
+        raise VitbenchError(f"out has shape {tuple(out.shape)}; expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise VitbenchError(f"out has dtype {out.dtype}; expected {dtype} (the inputs' dtype)")
+    for name, t in inputs.items():
+        if t is not None and overlaps(out, t):
+            raise VitbenchError(f"out overlaps {name}; the kernel would read what it overwrites")
+    return out
+
+
+def _rows(t: torch.Tensor) -> tuple[int, int]:
+    """(leading-index stride, row stride) of a 2-D or 3-D tensor's row layout."""
+    return (t.stride(0), t.stride(1)) if t.dim() == 3 else (0, t.stride(0))
+
+
+def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+           epilogue: str = "none", residual: torch.Tensor | None = None,
+           precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
+    """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout).
+
+    Epilogues: "none", "gelu" (exact erf), "gelu_tanh", "residual" (+ residual),
+    "gelu_residual" (gelu(...) + residual). `residual` has the output's shape and is required
+    exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless precision="tf32".
+    `out` may alias `residual` (same view) for an in-place residual add.
+    """
+    if epilogue not in EPILOGUES:
+        raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
+    a = check_tensor("a", a, ndim=(2, 3), contiguous_last=False)
+    w = check_tensor("w", w, ndim=2, contiguous_last=False)
+    if bias is not None:
+        bias = check_tensor("bias", bias, ndim=1, contiguous_last=False)
+    if epilogue in _RESIDUAL_EPILOGUES:
+        if residual is None:
+            raise VitbenchError(f"epilogue {epilogue!r} needs a residual tensor")
+        residual = check_tensor("residual", residual, ndim=a.dim(), contiguous_last=False)
+    elif residual is not None:
+        raise VitbenchError(f"residual given but epilogue {epilogue!r} does not add it; "
+                            "use epilogue='residual' or 'gelu_residual'")
+    dtype = check_same_dtype(a=a, w=w, bias=bias, residual=residual)
+    dot_precision = check_precision(precision, dtype)
+    K = a.shape[-1]
+    N = w.shape[0]
+    if w.shape[1] != K:
+        raise VitbenchError(f"w has shape {tuple(w.shape)}; expected [N, {K}] to match a's last dim {K}")
+    if bias is not None and bias.shape[0] != N:
+        raise VitbenchError(f"bias has shape {tuple(bias.shape)}; expected [{N}] (w's rows)")
+    out_shape = (*a.shape[:-1], N)
+    if residual is not None and tuple(residual.shape) != out_shape:
+        raise VitbenchError(f"residual has shape {tuple(residual.shape)}; expected {out_shape}")
+
+    inplace = False
+    if out is None:
+        out = torch.empty(out_shape, dtype=dtype, device=a.device)
+    else:
+        same_view = (residual is not None and out.data_ptr() == residual.data_ptr()
+                     and out.stride() == residual.stride() and tuple(out.shape) == tuple(residual.shape))
+        others = {"a": a, "w": w, "bias": bias, "residual": None if same_view else residual}
+        out = check_out(out, out_shape, dtype, others)
+        inplace = same_view
+    M = out.numel() // N if N else 0
+    if M == 0 or N == 0:
+        return out
+    rows_inner = a.shape[1] if a.dim() == 3 else M
+    res = residual if residual is not None else out  # placeholder pointer when unused
+    kernel = _matmul_inplace if inplace else _matmul
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
+    kernel[grid](
+        a, w, bias if bias is not None else w, res, out,
+        M, N, K, rows_inner,
+        *_rows(a), a.stride(-1),
+        w.stride(0), w.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        *_rows(res), res.stride(-1),
+        *_rows(out), out.stride(-1),
+        HAS_BIAS=bias is not None, EPILOGUE=epilogue,
+        # 16-bit operands ignore input_precision; pass triton's default for them.
+        PRECISION=dot_precision if dtype == torch.float32 else "tf32",
+    )
+    return out

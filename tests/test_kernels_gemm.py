@@ -1,0 +1,356 @@
+"""matmul (fused epilogues), bmm and patch_embed against float64 PyTorch references.
+
+CPU (Triton interpreter): fp32 ieee/tf32 and fp16 on small irregular shapes. The `gpu` set adds
+bf16 and the real ViT-B/16 batch-32 shapes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitbench._backend import DEVICE
+from vitbench.errors import VitbenchError
+from vitbench.kernels import EPILOGUES, bmm, matmul, patch_embed
+from vitbench.kernels.bmm import bmm_cost
+from vitbench.kernels.matmul import matmul_cost
+from vitbench.kernels.patch_embed import patch_embed_cost
+from vitbench.numerics import poisoned, rel_err, tolerance
+
+# (dtype, precision): the precisions each dtype is checked with.
+CASES = [(torch.float32, "ieee"), (torch.float32, "tf32"), (torch.float16, "ieee")]
+CASE_IDS = ["fp32-ieee", "fp32-tf32", "fp16"]
+GPU_CASES = CASES + [(torch.bfloat16, "ieee")]
+GPU_IDS = CASE_IDS + ["bf16"]
+
+
+def rand(*shape, dtype=torch.float32, scale=1.0):
+    return (torch.randn(*shape, dtype=torch.float64) * scale).to(device=DEVICE, dtype=dtype)
+
+
+def linear_ref(a, w, bias, epilogue, residual):
+    """float64 reference of matmul's contract."""
+    y = a.double() @ w.double().T
+    if bias is not None:
+        y = y + bias.double()
+    if epilogue in ("gelu", "gelu_residual"):
+        y = F.gelu(y)
+    elif epilogue == "gelu_tanh":
+        y = F.gelu(y, approximate="tanh")
+    if epilogue in ("residual", "gelu_residual"):
+        y = y + residual.double()
+    return y
+
+
+def check_matmul(shape_a, N, dtype, precision, epilogue="none", with_bias=True):
+    K = shape_a[-1]
+    a = rand(*shape_a, dtype=dtype)
+    w = rand(N, K, dtype=dtype, scale=K ** -0.5)
+    bias = rand(N, dtype=dtype) if with_bias else None
+    out_shape = (*shape_a[:-1], N)
+    residual = rand(*out_shape, dtype=dtype) if epilogue in ("residual", "gelu_residual") else None
+    out = poisoned(out_shape, dtype, DEVICE)
+    got = matmul(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
+    assert got is out and got.dtype == dtype
+    err = rel_err(got, linear_ref(a, w, bias, epilogue, residual))
+    assert err < tolerance(dtype, precision), f"rel err {err}"
+
+
+# ---------------------------------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize("epilogue", EPILOGUES)
+@pytest.mark.parametrize("dtype,precision", CASES, ids=CASE_IDS)
+def test_matmul_epilogues(dtype, precision, epilogue):
+    check_matmul((37, 70), 45, dtype, precision, epilogue)
+
+
+@pytest.mark.parametrize("epilogue", ["none", "gelu_residual"])
+def test_matmul_3d_no_bias(epilogue):
+    check_matmul((2, 33, 50), 29, torch.float32, "ieee", epilogue, with_bias=False)
+
+
+def test_matmul_strided_views():
+    # A is a column slice of a wider buffer (row stride 90), W a transposed view (K-major
+    # storage), out and residual column slices: all read/written through strides, no copies.
+    M, K, N = 41, 67, 35
+    a = rand(M, 90)[:, 7:7 + K]
+    w = rand(K, N, scale=K ** -0.5).t()
+    bias = rand(N)
+    residual = rand(M, 50)[:, 3:3 + N]
+    buf = poisoned((M, N + 11), torch.float32, DEVICE)
+    out = buf[:, 5:5 + N]
+    matmul(a, w, bias, epilogue="residual", residual=residual, out=out)
+    assert rel_err(out, linear_ref(a, w, bias, "residual", residual)) < 1e-5
+    # nothing outside the view was written
+    assert torch.isnan(buf[:, :5]).all() and torch.isnan(buf[:, 5 + N:]).all()
+
+
+def test_matmul_3d_noncontiguous_rows():
+    # [B, T, K] whose batch stride is not T * row stride (cannot be flattened without a copy).
+    a = rand(3, 40, 52)[:, 5:31, :]
+    w = rand(19, 52, scale=52 ** -0.5)
+    got = matmul(a, w, None)
+    assert got.shape == (3, 26, 19)
+    assert rel_err(got, linear_ref(a, w, None, "none", None)) < 1e-5
+
+
+def test_matmul_inplace_residual():
+    # x = x + gelu(h @ w.T + b), out aliasing residual
+    x = rand(23, 31)
+    x0 = x.clone()
+    h, w, b = rand(23, 40), rand(31, 40, scale=40 ** -0.5), rand(31)
+    got = matmul(h, w, b, epilogue="gelu_residual", residual=x, out=x)
+    assert got is x
+    assert rel_err(x, linear_ref(h, w, b, "gelu_residual", x0)) < 1e-5
+
+
+def test_matmul_large_gelu_inputs_finite():
+    # saturated GELU tails (|x| ~ 1e3) must give x or 0, never inf/NaN
+    a = rand(8, 16, scale=100.0)
+    w = rand(12, 16)
+    for ep in ("gelu", "gelu_tanh"):
+        got = matmul(a, w, None, epilogue=ep)
+        assert rel_err(got, linear_ref(a, w, None, ep, None)) < 1e-5
+
+
+def test_matmul_cost():
+    flops, nbytes = matmul_cost(4, 5, 6, 2, has_bias=True, has_residual=True)
+    assert flops == 2 * 4 * 5 * 6
+    assert nbytes == 2 * (4 * 6 + 5 * 6 + 5 + 2 * 4 * 5)
+    assert matmul_cost(4, 5, 6, 4)[1] == 4 * (4 * 6 + 5 * 6 + 4 * 5)
+
+
+def _mm_args():
+    return rand(9, 12), rand(7, 12), rand(7)
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda a, w, b: dict(a=a.to(torch.int32)), "a has dtype"),
+    (lambda a, w, b: dict(w=w.half()), "dtype mismatch"),
+    (lambda a, w, b: dict(bias=b.half()), "dtype mismatch"),
+    (lambda a, w, b: dict(w=rand(7, 13)), "w has shape"),
+    (lambda a, w, b: dict(a=rand(12)), "a must have 2 or 3 dims"),
+    (lambda a, w, b: dict(a=rand(1, 2, 9, 12)), "a must have 2 or 3 dims"),
+    (lambda a, w, b: dict(w=rand(1, 7, 12)), "w must have 2 dims"),
+    (lambda a, w, b: dict(bias=rand(8)), "bias has shape"),
+    (lambda a, w, b: dict(bias=rand(1, 7)), "bias must have 1 dims"),
+    (lambda a, w, b: dict(epilogue="relu"), "epilogue must be one of"),
+    (lambda a, w, b: dict(precision="fp16"), "precision must be one of"),
+    (lambda a, w, b: dict(epilogue="residual"), "needs a residual"),
+    (lambda a, w, b: dict(epilogue="gelu_residual"), "needs a residual"),
+    (lambda a, w, b: dict(residual=rand(9, 7)), "residual given"),
+    (lambda a, w, b: dict(epilogue="residual", residual=rand(9, 8)), "residual has shape"),
+    (lambda a, w, b: dict(epilogue="residual", residual=rand(1, 9, 7)), "residual must have 2 dims"),
+    (lambda a, w, b: dict(out=rand(9, 8)), "out has shape"),
+    (lambda a, w, b: dict(out=rand(9, 7).double()), "out has dtype"),
+    (lambda a, w, b: dict(out=torch.empty(9, 7, device="meta")), "out is on meta"),
+    (lambda a, w, b: dict(a=torch.empty(9, 12, device="meta")), "a is on meta"),
+    (lambda a, w, b: dict(w="weights"), "w must be a torch.Tensor"),
+])
+def test_matmul_bad_inputs(mutate, needle):
+    a, w, b = _mm_args()
+    kwargs = dict(a=a, w=w, bias=b)
+    kwargs.update(mutate(a, w, b))
+    with pytest.raises(VitbenchError, match=needle):
+        matmul(kwargs.pop("a"), kwargs.pop("w"), kwargs.pop("bias"), **kwargs)
+
+
+def test_matmul_out_overlapping_input_rejected():
+    buf = rand(9, 12)
+    with pytest.raises(VitbenchError, match="out overlaps a"):
+        matmul(buf, rand(7, 12), None, out=buf[:, :7])
+
+
+# ------------------------------------------------------------------------------------------- bmm
+
+
+def bmm_ref(a, b, scale, transpose_b):
+    b64 = b.double().transpose(-1, -2) if transpose_b else b.double()
+    return scale * (a.double() @ b64)
+
+
+@pytest.mark.parametrize("transpose_b,scale", [(False, 1.0), (True, 0.125), (False, -2.5)])
+@pytest.mark.parametrize("dtype,precision", CASES, ids=CASE_IDS)
+def test_bmm(dtype, precision, transpose_b, scale):
+    a = rand(3, 37, 45, dtype=dtype)
+    b = rand(3, 41, 45, dtype=dtype) if transpose_b else rand(3, 45, 41, dtype=dtype)
+    out = poisoned((3, 37, 41), dtype, DEVICE)
+    got = bmm(a, b, scale=scale, transpose_b=transpose_b, precision=precision, out=out)
+    assert got is out
+    assert rel_err(got, bmm_ref(a, b, scale, transpose_b)) < tolerance(dtype, precision)
+
+
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_bmm_4d_from_fused_qkv_views(transpose_b):
+    # q, k laid out as a fused QKV projection [B, T, 3, H, d] -> [B, H, T, d] permuted views
+    B, T, H, d = 2, 19, 3, 24
+    qkv = rand(B, T, 3, H, d)
+    q = qkv[:, :, 0].permute(0, 2, 1, 3)
+    k = qkv[:, :, 1].permute(0, 2, 1, 3)
+    kk = k if transpose_b else k.transpose(-1, -2)  # [B, H, d, T], last dim not contiguous
+    got = bmm(q, kk, scale=d ** -0.5, transpose_b=transpose_b)
+    assert got.shape == (B, H, T, T)
+    assert rel_err(got, bmm_ref(q, kk, d ** -0.5, transpose_b)) < 1e-5
+
+
+def test_bmm_cost():
+    flops, nbytes = bmm_cost(3, 4, 5, 6, 2)
+    assert flops == 2 * 3 * 4 * 5 * 6
+    assert nbytes == 2 * 3 * (4 * 6 + 6 * 5 + 4 * 5)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,kwargs,needle", [
+    ((2, 5, 8), (2, 9, 7), {}, "its K 9"),
+    ((2, 5, 8), (2, 7, 9), {"transpose_b": True}, "its K 9"),
+    ((2, 5, 8), (3, 8, 7), {}, "batch dims differ"),
+    ((5, 8), (8, 7), {}, "a must have 3 or 4 dims"),
+    ((2, 5, 8), (1, 2, 8, 7), {}, "b must have 3 dims"),
+    ((2, 5, 8), (2, 8, 7), {"precision": "bf16x3"}, "precision must be one of"),
+    ((2, 5, 8), (2, 8, 7), {"scale": "0.5"}, "scale must be a number"),
+    ((2, 5, 8), (2, 8, 7), {"out": "x"}, "out must be a torch.Tensor"),
+])
+def test_bmm_bad_shapes(a_shape, b_shape, kwargs, needle):
+    with pytest.raises(VitbenchError, match=needle):
+        bmm(rand(*a_shape), rand(*b_shape), **kwargs)
+
+
+def test_bmm_bad_dtypes():
+    with pytest.raises(VitbenchError, match="dtype mismatch"):
+        bmm(rand(2, 5, 8), rand(2, 8, 7, dtype=torch.float16))
+    with pytest.raises(VitbenchError, match="a has dtype"):
+        bmm(torch.ones(2, 5, 8, dtype=torch.int64), rand(2, 8, 7))
+
+
+# ----------------------------------------------------------------------------------- patch_embed
+
+
+def patch_ref(pixels, weight, bias, pos=None):
+    y = F.conv2d(pixels.double(), weight.double(), None if bias is None else bias.double(),
+                 stride=weight.shape[-1])
+    y = y.flatten(2).transpose(1, 2)
+    return y if pos is None else y + pos.double()
+
+
+@pytest.mark.parametrize("B,C,H,W,p,D", [
+    (2, 3, 32, 48, 16, 40),  # ViT patch size, 2x3 patches
+    (1, 1, 12, 20, 4, 23),  # grey image, odd D
+    (2, 3, 14, 21, 7, 17),  # odd patch size: K = 147 not a multiple of any block
+])
+@pytest.mark.parametrize("dtype,precision", CASES, ids=CASE_IDS)
+def test_patch_embed(dtype, precision, B, C, H, W, p, D):
+    pixels = rand(B, C, H, W, dtype=dtype)
+    weight = rand(D, C, p, p, dtype=dtype, scale=(C * p * p) ** -0.5)
+    bias = rand(D, dtype=dtype)
+    got = patch_embed(pixels, weight, bias, precision=precision)
+    assert got.shape == (B, (H // p) * (W // p), D) and got.dtype == dtype
+    assert rel_err(got, patch_ref(pixels, weight, bias)) < tolerance(dtype, precision)
+
+
+def test_patch_embed_into_token_buffer_with_pos_embed():
+    # the model's use: patches into rows 1.. of [B, 1+NP, D], position embedding fused,
+    # channels-last pixels (strided) and no bias
+    B, C, H, W, p, D = 2, 3, 16, 24, 8, 21
+    NP = (H // p) * (W // p)
+    pixels = rand(B, H, W, C).permute(0, 3, 1, 2)
+    weight = rand(D, C, p, p, scale=(C * p * p) ** -0.5)
+    pos = rand(NP, D)
+    buf = poisoned((B, 1 + NP, D), torch.float32, DEVICE)
+    got = patch_embed(pixels, weight, None, pos_embed=pos, out=buf[:, 1:])
+    assert got.data_ptr() == buf[:, 1:].data_ptr()
+    assert rel_err(buf[:, 1:], patch_ref(pixels, weight, None, pos)) < 1e-5
+    assert torch.isnan(buf[:, 0]).all()  # the CLS row is left alone
+
+
+def test_patch_embed_cost():
+    flops, nbytes = patch_embed_cost(2, 3, 32, 48, 40, 16, 4)
+    K, NP = 3 * 16 * 16, 6
+    assert flops == 2 * 2 * NP * 40 * K
+    assert nbytes == 4 * (2 * 3 * 32 * 48 + 40 * K + 40 + 2 * NP * 40)
+
+
+@pytest.mark.parametrize("px,wt,b,kwargs,needle", [
+    ((1, 3, 30, 32), (8, 3, 16, 16), (8,), {}, "not a multiple of the patch size 16"),
+    ((1, 3, 32, 36), (8, 3, 16, 16), (8,), {}, "not a multiple of the patch size 16"),
+    ((1, 1, 32, 32), (8, 3, 16, 16), (8,), {}, "3 input channels"),
+    ((1, 3, 32, 32), (8, 3, 16, 8), (8,), {}, "square kernel"),
+    ((1, 3, 32, 32), (8, 3, 16, 16), (9,), {}, "bias has shape"),
+    ((3, 32, 32), (8, 3, 16, 16), (8,), {}, "pixels must have 4 dims"),
+    ((1, 3, 32, 32), (8, 768), (8,), {}, "weight must have 4 dims"),
+    ((1, 3, 32, 32), (8, 3, 16, 16), (8,), {"precision": "fast"}, "precision must be one of"),
+    ((1, 3, 32, 32), (8, 3, 16, 16), (8,), {"pos_embed": (5, 8)}, "pos_embed has shape"),
+    ((1, 3, 32, 32), (8, 3, 16, 16), (8,), {"out": (1, 5, 8)}, "out has shape"),
+])
+def test_patch_embed_bad_inputs(px, wt, b, kwargs, needle):
+    kwargs = {k: rand(*v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    with pytest.raises(VitbenchError, match=needle):
+        patch_embed(rand(*px), rand(*wt), rand(*b), **kwargs)
+
+
+def test_patch_embed_bad_dtypes():
+    with pytest.raises(VitbenchError, match="dtype mismatch"):
+        patch_embed(rand(1, 3, 16, 16), rand(8, 3, 16, 16, dtype=torch.float16), rand(8))
+    with pytest.raises(VitbenchError, match="pixels has dtype"):
+        patch_embed(torch.zeros(1, 3, 16, 16, dtype=torch.uint8), rand(8, 3, 16, 16), rand(8))
+
+
+# ----------------------------------------------------------------- GPU: real ViT-B/16 @ batch 32
+
+T32 = 32 * 197  # token rows at batch 32
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,M,N,K,epilogue", [
+    ("qkv", T32, 2304, 768, "none"),
+    ("out_proj", T32, 768, 768, "residual"),
+    ("fc1", T32, 3072, 768, "gelu"),
+    ("fc1_tanh", T32, 3072, 768, "gelu_tanh"),
+    ("fc2", T32, 768, 3072, "residual"),
+])
+@pytest.mark.parametrize("dtype,precision", GPU_CASES, ids=GPU_IDS)
+def test_gpu_matmul_vit_shapes(dtype, precision, name, M, N, K, epilogue):
+    check_matmul((M, K), N, dtype, precision, epilogue)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,precision", GPU_CASES, ids=GPU_IDS)
+def test_gpu_matmul_3d_and_small_batch(dtype, precision):
+    check_matmul((32, 197, 768), 3072, dtype, precision, "gelu_residual")
+    check_matmul((197, 768), 768, dtype, precision, "residual")  # batch 1
+    check_matmul((1001, 333), 517, dtype, precision, "gelu")  # ragged everywhere
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_matmul_inplace_residual_survives_autotune(dtype):
+    # a shape no other test uses, so this call autotunes while out aliases residual
+    x = rand(4 * 197 + 3, 768, dtype=dtype)
+    x0 = x.clone()
+    h = rand(x.shape[0], 3072, dtype=dtype)
+    w, b = rand(768, 3072, dtype=dtype, scale=3072 ** -0.5), rand(768, dtype=dtype)
+    matmul(h, w, b, epilogue="residual", residual=x, out=x)
+    assert rel_err(x, linear_ref(h, w, b, "residual", x0)) < tolerance(dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,precision", GPU_CASES, ids=GPU_IDS)
+def test_gpu_bmm_attention_shapes(dtype, precision):
+    q, k = rand(384, 197, 64, dtype=dtype), rand(384, 197, 64, dtype=dtype)
+    out = poisoned((384, 197, 197), dtype, DEVICE)
+    bmm(q, k, scale=0.125, transpose_b=True, precision=precision, out=out)
+    assert rel_err(out, bmm_ref(q, k, 0.125, True)) < tolerance(dtype, precision)
+    p, v = rand(32, 12, 197, 197, dtype=dtype), rand(32, 12, 197, 64, dtype=dtype)
+    got = bmm(p, v, precision=precision)
+    assert rel_err(got, bmm_ref(p, v, 1.0, False)) < tolerance(dtype, precision)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,precision", GPU_CASES, ids=GPU_IDS)
+def test_gpu_patch_embed_vit_b16(dtype, precision):
+    pixels = rand(32, 3, 224, 224, dtype=dtype)
+    weight = rand(768, 3, 16, 16, dtype=dtype, scale=768 ** -0.5)
+    bias = rand(768, dtype=dtype)
+    out = poisoned((32, 196, 768), dtype, DEVICE)
+    patch_embed(pixels, weight, bias, precision=precision, out=out)
+    assert rel_err(out, patch_ref(pixels, weight, bias)) < tolerance(dtype, precision)
