@@ -1,3 +1,296 @@
-def attention(q, k, v, *, scale=None, out=None):
-    """Fused multi-head attention softmax(scale * q k^T) v for [B, H, T, d] inputs."""
-    raise NotImplementedError  # PLACEHOLDER: being written
+"""Fused multi-head attention: out = softmax(scale * q k^T) v, flash-attention style.
+
+One program owns BLOCK_M query rows of one (batch, head). It keeps those rows of q in registers,
+walks the keys in blocks of BLOCK_N and keeps an online softmax: a running row max `m`, a running
+row sum `l` and an fp32 accumulator `acc` [BLOCK_M, d], rescaled by exp2(m_old - m_new) whenever
+the max grows. The T x T score matrix never leaves registers.
+
+Per (batch, head), with T_q query rows, T_k keys and head dim d:
+  FLOPs: 2*T_q*T_k*d (q k^T) + 2*T_q*T_k*d (p v)            = 4*T_q*T_k*d
+  bytes: read q, k, v once from HBM, write out once          = (2*T_q + 2*T_k)*d*itemsize
+(k/v blocks are re-read by every query block of the head, but those re-reads hit L2: the grid's
+fastest axis is the query block, so the programs sharing one head's k/v run side by side.)
+Grid: (cdiv(T_q, BLOCK_M), H, B), i.e. (query blocks, B*H) with B*H split over two axes so that
+neither passes CUDA's 65535 limit on grid axes 1 and 2.
+
+Layout: q, k, v and out are [B, H, T, d] tensors with ANY strides whose last dim is contiguous,
+e.g. views of one fused QKV projection buffer `qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)`
+(strides (T*3*H*d, d, 3*H*d, 1)); `out` may be a [B, T, H, d] buffer permuted to [B, H, T, d] so
+the output projection reads it as a plain [B*T, H*d] matrix.
+
+Precision: dots accumulate in fp32. fp16/bf16 inputs feed the tensor cores directly (p is rounded
+to the input dtype before p v, as every flash kernel does). fp32 inputs use exact "ieee" dots by
+default on the GPU too (slow, no tensor cores); `precision="tf32"` opts in to tf32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from vitbench.errors import VitbenchError
+from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+
+LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
+MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill
+
+_CONFIGS = [
+    # First: small blocks, the config the interpreter runs (fast on CPU, and exercises several
+    # key blocks + a ragged tail even at T=50).
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1),
+    # H100 candidates. ViT-B/16 (T=197, d=64): BLOCK_M=64 wastes 23% of the last query block,
+    # 128 wastes 35%; BLOCK_N=32 leaves 27 masked keys in the tail block, 64 leaves 59.
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
+]
+SMEM_BUDGET = 200 * 1024  # bytes; an H100 SM has 228 KiB of shared memory
+
+
+def _prune_configs(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """Skip configs that cannot fit or would only burn autotuning time (GPU only).
+
+    - k/v staging buffers: num_stages * 2 * BLOCK_N * BLOCK_D * itemsize (+ q) beyond the
+      shared-memory budget would fail to launch anyway; dropping them saves their compile.
+    - exact fp32 ("ieee") dots run on CUDA cores (FMA), where big tiles only add registers and
+      minutes of compile: keep tiles of at most 64 x 64.
+    """
+    item = named_args["q_ptr"].element_size()
+    d = kwargs["BLOCK_D"]
+    fma = kwargs["DOT_PRECISION"] == "ieee" and named_args["q_ptr"].dtype == torch.float32
+    kept = []
+    for c in configs:
+        bm, bn, stages = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], max(c.num_stages, 1)
+        smem = (stages * 2 * bn + bm) * d * item
+        if smem > SMEM_BUDGET or (fma and (bm > 64 or bn > 64)):
+            continue
+        kept.append(c)
+    return kept or configs[:1]
+
+
+@triton.jit
+def _load_tile(ptrs, rows_ok, cols_ok, MASK_ROWS: tl.constexpr, MASK_COLS: tl.constexpr):
+    """Load a [rows, cols] tile; masked-out elements read as 0 (so they add nothing to a dot)."""
+    if MASK_ROWS and MASK_COLS:
+        tile = tl.load(ptrs, mask=rows_ok[:, None] & cols_ok[None, :], other=0.0)
+    elif MASK_ROWS:
+        tile = tl.load(ptrs, mask=rows_ok[:, None], other=0.0)
+    elif MASK_COLS:
+        tile = tl.load(ptrs, mask=cols_ok[None, :], other=0.0)
+    else:
+        tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def _attend_block(
+    acc,  # [BLOCK_M, BLOCK_D] fp32 running sum of p v (not yet divided by l)
+    l_i,  # [BLOCK_M] fp32 running softmax denominator
+    m_i,  # [BLOCK_M] fp32 running row max of the scores, in log2 units
+    q,  # [BLOCK_M, BLOCK_D] this program's query rows (input dtype)
+    k_ptrs,  # [BLOCK_N, BLOCK_D] pointers to this key block
+    v_ptrs,  # [BLOCK_N, BLOCK_D] pointers to this value block
+    n_ok,  # [BLOCK_N] which keys of the block exist (used only if MASK_N)
+    d_ok,  # [BLOCK_D] which head-dim columns exist (used only if MASK_D)
+    qk_scale,  # scale * log2(e): scores come out in log2 units, so exp2 replaces exp
+    MASK_N: tl.constexpr,  # ragged last key block: mask keys >= T_k
+    MASK_D: tl.constexpr,  # head dim padded to BLOCK_D: mask columns >= d
+    DOT_PRECISION: tl.constexpr,  # "ieee" (exact fp32) or "tf32"; no effect on fp16/bf16
+):
+    # read k, v blocks: 2*BLOCK_N*d*itemsize bytes (from L2 after the head's first query block)
+    k = _load_tile(k_ptrs, n_ok, d_ok, MASK_N, MASK_D)
+    # s = q k^T: 2*BLOCK_M*BLOCK_N*d FLOPs
+    s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+    if MASK_N:
+        # -inf BEFORE the max: missing keys get weight exp2(-inf) = 0 and never set the max
+        s = tl.where(n_ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: every block holds >= 1 real key
+    alpha = tl.math.exp2(m_i - m_new)  # rescales the old sums; exp2(-inf) = 0 on the 1st block
+    p = tl.math.exp2(s - m_new[:, None])  # [BLOCK_M, BLOCK_N] in [0, 1]
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = _load_tile(v_ptrs, n_ok, d_ok, MASK_N, MASK_D)  # masked rows are 0, never NaN garbage
+    # acc = acc * alpha + p v: 2*BLOCK_M*BLOCK_N*d FLOPs
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+    return acc, l_i, m_new
+
+
+@autotune(
+    configs=_CONFIGS,
+    key=["T_q", "T_k", "HEAD_DIM", "DOT_PRECISION"],
+    prune_configs_by={"early_config_prune": _prune_configs},
+)
+@triton.jit
+def _attention_kernel(
+    q_ptr,  # [B, H, T_q, d] queries, any strides, last one 1
+    k_ptr,  # [B, H, T_k, d] keys
+    v_ptr,  # [B, H, T_k, d] values
+    o_ptr,  # [B, H, T_q, d] output (written once, rows < T_q, cols < d)
+    stride_qb, stride_qh, stride_qt, stride_qd,  # q strides in elements
+    stride_kb, stride_kh, stride_kt, stride_kd,  # k strides
+    stride_vb, stride_vh, stride_vt, stride_vd,  # v strides
+    stride_ob, stride_oh, stride_ot, stride_od,  # out strides
+    T_q,  # number of query rows
+    T_k,  # number of keys (= value rows)
+    qk_scale,  # fp32 scale * log2(e), folded into the scores
+    HEAD_DIM: tl.constexpr,  # d, the real head dim
+    BLOCK_D: tl.constexpr,  # d padded to a power of 2 (>= 16, tl.dot's minimum)
+    DOT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
+    BLOCK_M: tl.constexpr,  # query rows per program (autotuned)
+    BLOCK_N: tl.constexpr,  # keys per inner step (autotuned)
+):
+    pid_m = tl.program_id(0)  # query block: fastest axis, so one head's blocks share k/v in L2
+    pid_h = tl.program_id(1)  # head
+    pid_b = tl.program_id(2).to(tl.int64)  # batch (int64: B * stride_b may pass 2^31)
+    MASK_D: tl.constexpr = BLOCK_D != HEAD_DIM
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < T_q
+    d_ok = offs_d < HEAD_DIM
+
+    q_base = q_ptr + pid_b * stride_qb + pid_h * stride_qh
+    k_base = k_ptr + pid_b * stride_kb + pid_h * stride_kh
+    v_base = v_ptr + pid_b * stride_vb + pid_h * stride_vh
+    o_base = o_ptr + pid_b * stride_ob + pid_h * stride_oh
+
+    # read q block once: BLOCK_M*d*itemsize bytes; padded rows/cols read as 0
+    q_ptrs = q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
+    q = _load_tile(q_ptrs, m_ok, d_ok, True, MASK_D)
+
+    k_ptrs = k_base + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    v_ptrs = v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # full key blocks: no key mask, so the loop body is branch-free and pipelines (num_stages)
+    n_full = (T_k // BLOCK_N) * BLOCK_N
+    for start_n in range(0, n_full, BLOCK_N):
+        acc, l_i, m_i = _attend_block(
+            acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_n, d_ok, qk_scale,
+            False, MASK_D, DOT_PRECISION,
+        )
+        k_ptrs += BLOCK_N * stride_kt
+        v_ptrs += BLOCK_N * stride_vt
+    # ragged last block (T_k % BLOCK_N keys): mask the missing keys
+    if n_full < T_k:
+        n_ok = n_full + offs_n < T_k
+        acc, l_i, m_i = _attend_block(
+            acc, l_i, m_i, q, k_ptrs, v_ptrs, n_ok, d_ok, qk_scale,
+            True, MASK_D, DOT_PRECISION,
+        )
+
+    # l_i >= 1 for every row (the max key contributes exp2(0) = 1): no division by 0
+    out = acc / l_i[:, None]
+    # write out: BLOCK_M*d*itemsize bytes, only real rows and columns
+    o_ptrs = o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
+    o_mask = m_ok[:, None] & d_ok[None, :]
+    tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=o_mask)
+
+
+def attention_cost(B: int, H: int, T: int, d: int, itemsize: int) -> tuple[int, int]:
+    """(FLOPs, HBM bytes) of one self-attention call: q k^T and p v; q, k, v read + out written."""
+    flops = 4 * B * H * T * T * d  # 2*T*T*d for q k^T, 2*T*T*d for p v (softmax exps not counted)
+    nbytes = 4 * B * H * T * d * itemsize  # q, k, v read once + out written once
+    return flops, nbytes
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last) byte addresses a tensor can touch."""
+    last = sum((n - 1) * s for n, s in zip(t.shape, t.stride())) if t.numel() else -1
+    return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+
+
+def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return a0 < b1 and b0 < a1
+
+
+def _check_out(out: object, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    out = check_tensor("out", out, ndim=4)
+    if tuple(out.shape) != tuple(q.shape):
+        raise VitbenchError(f"out has shape {tuple(out.shape)}; expected q's {tuple(q.shape)}")
+    if any(s == 0 and n > 1 for n, s in zip(out.shape, out.stride())):
+        raise VitbenchError(f"out has a zero stride (strides {out.stride()}): its elements overlap")
+    # Other programs still read k and v while this one writes: out must not alias them. out may
+    # be q itself (each program reads its q rows before writing the same rows), nothing partial.
+    # Checked by address span, so conservative: interleaved-but-disjoint views are refused too.
+    same_as_q = out.data_ptr() == q.data_ptr() and out.stride() == q.stride()
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.numel() and out.numel() and _overlaps(out, t) and not (name == "q" and same_as_q):
+            raise VitbenchError(f"out overlaps {name} in memory; pass a separate output buffer")
+    return out
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    out: torch.Tensor | None = None,
+    precision: str = "ieee",
+) -> torch.Tensor:
+    """Fused multi-head attention softmax(scale * q k^T) v for [B, H, T, d] inputs.
+
+    q: [B, H, T_q, d]; k, v: [B, H, T_k, d]; any strides with the last dim contiguous.
+    scale defaults to 1/sqrt(d). `out` ([B, H, T_q, d], any strides, last dim contiguous) is
+    written in place and returned. `precision` ("ieee" or "tf32") applies to fp32 inputs only.
+    """
+    q = check_tensor("q", q, ndim=4)
+    k = check_tensor("k", k, ndim=4)
+    v = check_tensor("v", v, ndim=4)
+    dtype = check_same_dtype(q=q, k=k, v=v)
+    B, H, T_q, d = q.shape
+    for name, t in (("k", k), ("v", v)):
+        if (t.shape[0], t.shape[1], t.shape[3]) != (B, H, d):
+            raise VitbenchError(
+                f"{name} has shape {tuple(t.shape)}; expected [B={B}, H={H}, T, d={d}] to match q "
+                f"{tuple(q.shape)}"
+            )
+    T_k = k.shape[2]
+    if v.shape[2] != T_k:
+        raise VitbenchError(f"v has {v.shape[2]} rows (T) but k has {T_k}; they must match")
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise VitbenchError(f"q has head dim d={d}; supported: 1..{MAX_HEAD_DIM}")
+    if T_k == 0 and T_q > 0:
+        raise VitbenchError("k has no keys (T_k = 0): softmax over an empty row is undefined")
+    if scale is None:
+        scale = 1.0 / math.sqrt(d)
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise VitbenchError(f"scale must be a number, got {scale!r}") from None
+    if not math.isfinite(scale):
+        raise VitbenchError(f"scale must be finite, got {scale}")
+    dot_precision = check_precision(precision, dtype)
+
+    if out is None:
+        out = torch.empty((B, H, T_q, d), dtype=dtype, device=q.device)
+    else:
+        out = _check_out(out, q, k, v)
+        check_same_dtype(q=q, out=out)
+    if out.numel() == 0:
+        return out
+
+    grid = lambda meta: (triton.cdiv(T_q, meta["BLOCK_M"]), H, B)  # noqa: E731
+    _attention_kernel[grid](
+        q, k, v, out,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        T_q, T_k, scale * LOG2E,
+        HEAD_DIM=d,
+        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        DOT_PRECISION=dot_precision,
+    )
+    return out
