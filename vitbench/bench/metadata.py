@@ -1,0 +1,80 @@
+"""Run metadata: run id, environment, git commit, resolved config + hash, measured peaks.
+
+Written as ``<suite>-<run_id>.meta.json`` beside the CSV (keys: `schema.META_KEYS`), once at the
+start of a run (``finished`` = null) and again at its end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vitbench.bench.schema import SCHEMA_VERSION
+from vitbench.envinfo import environment
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time + 4 random hex digits, e.g. 20261127T051500Z-3f2a."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of the resolved config as canonical JSON, first 12 hex digits."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """`git rev-parse HEAD` of the vitbench checkout (or `cwd`), None outside a git checkout."""
+    where = cwd or Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+            timeout=10, check=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_meta(suite: str, run_id: str, config: dict, peaks: dict) -> dict[str, Any]:
+    env = environment()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "suite": suite,
+        "created": utc_now(),
+        "finished": None,
+        "backend": env["device"]["backend"],
+        "device": env["device"],
+        "versions": env["versions"],
+        "git_commit": git_commit(),
+        "config": config,
+        "config_hash": config_hash(config),
+        "peaks": peaks,
+        "note": env["note"],
+    }
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a JSON file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

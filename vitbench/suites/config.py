@@ -1,0 +1,234 @@
+"""Sweep configs: YAML (safe loader only) validated by a pydantic schema, expanded into shapes.
+
+A kernel sweep file (``configs/kernels/<name>.yaml``)::
+
+    description: LayerNorm rows sweep (original vit.triton: B=1, D=768)
+    dtypes: [fp32, bf16]            # default for every case set
+    precisions: [ieee]              # fp32 rows of ops with matrix products: ieee and/or tf32
+    providers: [triton, torch, torch-compile]
+    timer: cold                     # cold | warm | graph | host (interpreter: always host)
+    repeats: {budget_s: 0.25, min_reps: 10, max_reps: 1000, warmup_s: 0.03}
+    cases:                          # case sets; each expands to the product of its shape values
+      - op: layernorm
+        label: rows                 # the CSV's `case` column
+        shape:
+          T: {from: 256, to: 6144, step: 256}   # inclusive range (or `mul: 2` for a geometric one)
+          D: 768                    # one value, or a list [512, 768]
+          B: T                      # a string ties a parameter to another one's value
+        options: {eps: 1.0e-5}      # op options (see vitbench.suites.kernel_specs)
+        dtypes: [bf16]              # optional per-set override (also `precisions`)
+        batch: true                 # put B in the CSV's `batch` column (the vit set)
+    quick:                          # the `--quick` subset: same form, a few small shapes
+      - ...
+
+Every error names the file, the key path and the bad value (raised as VitbenchError).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
+    model_validator,
+)
+
+from vitbench.errors import VitbenchError
+from vitbench.suites.kernel_specs import OP_SPECS, complete_shape
+
+DTYPES = ("fp32", "fp16", "bf16")
+PROVIDERS = ("triton", "torch", "torch-compile")
+TIMER_NAMES = ("cold", "warm", "graph", "host")
+MAX_CASES_PER_SET = 10_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RangeSpec(_Strict):
+    """Inclusive range: from, from+step, ... <= to; or from, from*mul, ... <= to."""
+
+    start: int = Field(alias="from", gt=0)
+    to: int = Field(gt=0)
+    step: int | None = Field(default=None, gt=0)
+    mul: int | None = Field(default=None, gt=1)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "RangeSpec":
+        if (self.step is None) == (self.mul is None):
+            raise ValueError("give exactly one of `step` or `mul`")
+        if self.to < self.start:
+            raise ValueError(f"`to` ({self.to}) is below `from` ({self.start})")
+        return self
+
+    def values(self) -> list[int]:
+        out, v = [], self.start
+        while v <= self.to:
+            out.append(v)
+            v = v + self.step if self.step else v * self.mul
+        return out
+
+
+ShapeValue = Union[StrictInt, list[StrictInt], RangeSpec, StrictStr]
+_BRANCH_NAMES = {"int", "str", "bool", "float", "RangeSpec"}
+
+
+class CaseSet(_Strict):
+    op: str
+    label: str = Field(min_length=1)
+    shape: dict[str, ShapeValue]
+    options: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
+    dtypes: list[Literal["fp32", "fp16", "bf16"]] | None = None
+    precisions: list[Literal["ieee", "tf32"]] | None = None
+    batch: bool = False
+
+    @field_validator("op")
+    @classmethod
+    def _known_op(cls, v: str) -> str:
+        if v not in OP_SPECS:
+            raise ValueError(f"unknown op {v!r}; choose from {', '.join(OP_SPECS)}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, shape: dict[str, Any]) -> dict[str, Any]:
+        for k, v in shape.items():
+            vals = v if isinstance(v, list) else [v] if isinstance(v, int) else []
+            if isinstance(v, list) and not v:
+                raise ValueError(f"{k}: empty list")
+            for x in vals:
+                if isinstance(x, bool) or x <= 0:
+                    raise ValueError(f"{k}: size {x!r} must be a positive integer")
+        return shape
+
+    @model_validator(mode="after")
+    def _fits_op(self) -> "CaseSet":
+        spec = OP_SPECS[self.op]
+        for k, v in self.shape.items():
+            if k not in spec.params:
+                raise ValueError(f"shape.{k}: unknown parameter for op {self.op} "
+                                 f"(takes {', '.join(spec.params)})")
+            if isinstance(v, str) and (v not in self.shape or isinstance(self.shape[v], str)):
+                raise ValueError(f"shape.{k}: {v!r} must name another, non-tied parameter")
+        missing = [k for k in spec.required if k not in self.shape]
+        if missing:
+            raise ValueError(f"shape: op {self.op} needs {', '.join(missing)}")
+        problem = spec.check_options(self.options)
+        if problem:
+            raise ValueError(f"options: {problem}")
+        return self
+
+    def shapes(self) -> list[dict[str, int]]:
+        """The product of the untied parameters' values, ties copied, optional ones filled."""
+        free = {k: (v.values() if isinstance(v, RangeSpec) else v if isinstance(v, list) else [v])
+                for k, v in self.shape.items() if not isinstance(v, str)}
+        n = 1
+        for vals in free.values():
+            n *= len(vals)
+        if n > MAX_CASES_PER_SET:
+            raise ValueError(f"expands to {n} shapes (more than {MAX_CASES_PER_SET})")
+        out = []
+        for combo in itertools.product(*free.values()):
+            vals = dict(zip(free, combo))
+            shape = {k: vals[v] if isinstance(v, str) else vals[k] for k, v in self.shape.items()}
+            out.append(complete_shape(self.op, shape))
+        return out
+
+
+class RepeatsSpec(_Strict):
+    budget_s: float = Field(default=0.25, ge=0)
+    min_reps: int = Field(default=10, ge=1)
+    max_reps: int = Field(default=1000, ge=1)
+    warmup_s: float = Field(default=0.03, ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "RepeatsSpec":
+        if self.max_reps < self.min_reps:
+            raise ValueError(f"max_reps ({self.max_reps}) is below min_reps ({self.min_reps})")
+        return self
+
+
+class KernelConfig(_Strict):
+    description: str = ""
+    dtypes: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"],
+                                                         min_length=1)
+    precisions: list[Literal["ieee", "tf32"]] = Field(default_factory=lambda: ["ieee"],
+                                                      min_length=1)
+    providers: list[Literal["triton", "torch", "torch-compile"]] = Field(
+        default_factory=lambda: list(PROVIDERS), min_length=1)
+    timer: Literal["cold", "warm", "graph", "host"] = "cold"
+    repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
+    cases: list[CaseSet] = Field(min_length=1)
+    quick: list[CaseSet] = Field(default_factory=list)
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _BRANCH_NAMES or "[" in str(part) or "(" in str(part):
+            continue  # pydantic's union-branch / validator names are noise in a key path
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+# Errors that only say "this union branch has another type": noise when another branch matched.
+_BRANCH_MISMATCH = {"int_type", "int_parsing", "list_type", "string_type", "model_type",
+                    "dict_type", "model_attributes_type", "bool_type", "float_type", "bool_parsing",
+                    "float_parsing", "int_from_float"}
+
+
+def _explain(path: Path, exc: ValidationError) -> str:
+    errs = exc.errors()
+    real = [e for e in errs if e["type"] not in _BRANCH_MISMATCH] or errs
+    # Report the most specific (deepest) message only.
+    e = max(real, key=lambda err: len(err["loc"]))
+    msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r:.60})"
+    return f"{path}: {_loc(tuple(e['loc']))}: {msg}{shown}"
+
+
+def load_kernel_config(path: str | Path) -> KernelConfig:
+    """Read and validate one kernel sweep file; every mistake -> one-line VitbenchError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise VitbenchError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise VitbenchError(f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise VitbenchError(f"{path}: expected a mapping of keys at the top level, "
+                            f"got {type(data).__name__}")
+    try:
+        cfg = KernelConfig.model_validate(data)
+        for name in ("cases", "quick"):
+            for i, cs in enumerate(getattr(cfg, name)):
+                _check_shapes(path, f"{name}[{i}]", cs)
+    except ValidationError as exc:
+        raise VitbenchError(_explain(path, exc)) from None
+    return cfg
+
+
+def _check_shapes(path: Path, where: str, cs: CaseSet) -> None:
+    try:
+        shapes = cs.shapes()
+    except ValueError as exc:
+        raise VitbenchError(f"{path}: {where}.shape: {exc}") from None
+    check = OP_SPECS[cs.op].check_shape
+    for s in shapes:
+        problem = check(s)
+        if problem:
+            raise VitbenchError(f"{path}: {where}.shape: {problem} (shape {s})")
