@@ -1,0 +1,61 @@
+"""`vitbench env` and the CLI's user-error handling."""
+
+import json
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from vitbench._backend import INTERPRETER, INTERPRETER_NOTE
+from vitbench.cli import app
+
+runner = CliRunner()
+
+
+def test_env_json_has_device_and_versions():
+    result = runner.invoke(app, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert set(info["versions"]) == {"python", "torch", "triton", "transformers", "vitbench"}
+    assert info["device"]["backend"] == ("interpreter" if INTERPRETER else "cuda")
+    if INTERPRETER:
+        assert info["note"] == INTERPRETER_NOTE
+    else:
+        assert info["device"]["sm_count"] > 0
+
+
+def test_env_table_says_interpreter_on_cpu():
+    result = runner.invoke(app, ["env"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "triton" in result.output
+    if INTERPRETER:
+        assert "interpreter" in result.output
+
+
+def _vitbench(*args, **env):
+    return subprocess.run([sys.executable, "-m", "vitbench", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=300)
+
+
+def test_user_error_is_one_line_and_exit_2():
+    proc = _vitbench("report", "/nonexistent/results-dir-xyz")
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_variable_shows_traceback():
+    proc = _vitbench("report", "/nonexistent/results-dir-xyz", VITBENCH_DEBUG="1")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "VitbenchError" in proc.stderr
+
+
+def test_interpreter_is_selected_before_kernels_without_gpu():
+    code = "import vitbench, os; print(vitbench.BACKEND, os.environ.get('TRITON_INTERPRET'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    backend, flag = out.stdout.split()
+    assert backend == ("interpreter" if INTERPRETER else "cuda")
+    if INTERPRETER:
+        assert flag == "1"
