@@ -1,8 +1,85 @@
-"""`vitbench model` (being written)."""
+"""`vitbench model`: the Triton ViT vs HF eager / SDPA and torch.compile (parses, delegates)."""
 
-from vitbench.errors import VitbenchError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
 
 
-def model() -> None:
-    """Not built yet."""
-    raise VitbenchError("`vitbench model` is not built yet")
+def model(
+    batch: Annotated[Optional[str], typer.Option(
+        "--batch", help="Batch sizes, comma separated, e.g. 1,8,32 (default: the config's; "
+                        "1,2 without a GPU).",
+    )] = None,
+    model_name: Annotated[Optional[str], typer.Option(
+        "--model", help="Named config: vit-base-patch16-224, vit-base-patch32-224, "
+                        "vit-large-patch16-224, vit-huge-patch14-224, deit-tiny-patch16-224, "
+                        "deit-small-patch16-224, deit-base-patch16-224, vit-tiny-test "
+                        "(default: the config's; vit-tiny-test without a GPU).",
+    )] = None,
+    dtype: Annotated[Optional[str], typer.Option(
+        "--dtype", help="Data type(s), comma separated: fp32, fp16, bf16 (default: the config's, "
+                        "bf16; fp32 without a GPU).",
+    )] = None,
+    providers: Annotated[Optional[str], typer.Option(
+        "--providers", help="Comma list from triton, hf-eager, hf-sdpa, torch-compile (default: "
+                            "all four; torch-compile is left out without a GPU, where it compiles "
+                            "C++ for about a minute per batch size).",
+    )] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Sweep YAML (default: configs/model.yaml); options given here override it.",
+    )] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", help="'random' (HF init with a fixed seed; the default), a directory written "
+                          "by save_pretrained (its config.json replaces --model's), or a hub id "
+                          "(needs the hub or its local cache; HF_HUB_OFFLINE is honoured).",
+    )] = None,
+    no_graphs: Annotated[bool, typer.Option(
+        "--no-graphs", help="Run the triton provider without CUDA graphs (graphs are on by "
+                            "default on a GPU).",
+    )] = False,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", help="fp32 rows only: ieee (exact fp32 matmuls, default) and/or tf32, "
+                            "comma separated; each gets its own labelled rows.",
+    )] = None,
+    compile_mode: Annotated[Optional[str], typer.Option(
+        "--compile-mode", help="torch.compile mode of the torch-compile provider: default, "
+                               "reduce-overhead (the config's default on a GPU), max-autotune, "
+                               "max-autotune-no-cudagraphs.",
+    )] = None,
+    timer: Annotated[Optional[str], typer.Option(
+        "--timer", help="cold (CUDA events, L2 flushed; default on a GPU), warm, graph (every "
+                        "provider replayed from a CUDA graph) or host (wall clock + sync; the only "
+                        "one without a GPU).",
+    )] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Output folder for the CSV, metadata and raw samples "
+                      "(default: results/<device>).",
+    )] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Append to the newest model-*.csv in the output folder, skipping rows "
+                         "already measured.",
+    )] = False,
+    no_progress: Annotated[bool, typer.Option(
+        "--no-progress", help="Hide the progress bar (for logs).",
+    )] = False,
+) -> None:
+    """Measure the Triton ViT against HF (eager, SDPA) and torch.compile, per batch size.
+
+    Every provider runs the same weights on the same images and is checked against HF in float64
+    before timing; rows go to <out>/model-<run_id>.csv (suite=model, one per batch x provider),
+    with images/s, TFLOP/s, % of the measured peak and the speedup vs hf-sdpa.
+    """
+    from vitbench.suites.model import plan_model, run_model
+
+    console = Console(stderr=True)
+    plan = plan_model(batch=batch, model=model_name, dtype=dtype, providers=providers,
+                      config=config, weights=weights, graphs=not no_graphs, timer=timer,
+                      precision=precision, compile_mode=compile_mode)
+    try:
+        run_model(plan, out_dir=out, resume=resume, progress=not no_progress, console=console)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None

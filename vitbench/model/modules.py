@@ -1,0 +1,114 @@
+"""The Triton ViT forward, built from vitbench.kernels only (plus views, a CLS-row copy, a tanh).
+
+Embedding (1 launch + a copy): patch GEMM [B*NP, C*p*p] x [C*p*p, D] with bias and position
+embeddings fused into its epilogue, written into rows 1..T-1 of the token buffer h [B, T, D];
+row 0 = cls + pos[0] (folded at load time) is copied in.               FLOPs 2*B*NP*C*p*p*D
+Per encoder layer, 7 kernel launches, no per-head Python loop (T tokens, A = H*d, M = MLP size):
+  y   = layernorm(h)                                   [B, T, D]
+  qkv = matmul(y, Wqkv, bqkv)                          [B, T, 3A]   one fused QKV GEMM, 6BTDA FLOPs
+  q, k, v = strided views of qkv                       [B, H, T, d] each (no copy)
+  attention(q, k, v) -> buffer [B, T, H, d]            head-interleaved = [B, T, A], 4BT^2A FLOPs
+  h   = matmul(attn, Wo, bo, epilogue=residual(h))     [B, T, D]    residual fused, in place, 2BTAD
+  y   = layernorm(h)
+  m   = matmul(y, W1, b1, epilogue=gelu)               [B, T, M]    GELU fused, 2BTDM
+  h   = matmul(m, W2, b2, epilogue=residual(h))        [B, T, D]    residual fused, in place, 2BTMD
+Head: final layernorm over all tokens (last_hidden_state); pooler tanh(dense(CLS)) and the
+classifier on the CLS row read it through a strided [B, D] view (no copy).
+Weights live in buffers (module.to(device/dtype) moves them); q/k/v are fused at load time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vitbench.kernels import attention, layernorm, matmul, patch_embed
+from vitbench.model.configs import ViTSpec
+
+
+class Embed(nn.Module):
+    """pixels [B, C, H, W] -> tokens [B, T, D]: patch GEMM + position embeddings, CLS row."""
+
+    def __init__(self, w: dict[str, torch.Tensor]):
+        super().__init__()
+        self.register_buffer("patch_w", w["embed.patch.weight"].clone())  # [D, C, p, p]
+        self.register_buffer("patch_b", w["embed.patch.bias"].clone())  # [D]
+        pos = w["embed.pos"]  # [1, T, D]
+        # CLS row is constant: cls + pos[0] folded once (in fp32, rounded once like HF's add).
+        self.register_buffer("cls_pos", (w["embed.cls"].float() + pos[:, :1].float()).to(pos.dtype))
+        self.register_buffer("pos_patches", pos[0, 1:].clone())  # [NP, D]
+
+    def forward(self, pixels: torch.Tensor, precision: str) -> torch.Tensor:
+        B, (NP, D) = pixels.shape[0], self.pos_patches.shape
+        h = torch.empty(B, NP + 1, D, dtype=self.patch_w.dtype, device=pixels.device)  # [B, T, D]
+        h[:, :1] = self.cls_pos  # constant CLS row, broadcast over the batch (a copy)
+        # patches + bias + position embeddings in one GEMM epilogue, written into rows 1..T-1
+        patch_embed(pixels, self.patch_w, self.patch_b, precision=precision,
+                    pos_embed=self.pos_patches, out=h[:, 1:])  # [B, NP, D]
+        return h
+
+
+class Block(nn.Module):
+    """Pre-norm encoder layer; updates the residual stream h [B, T, D] in place."""
+
+    def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], i: int):
+        super().__init__()
+        p = f"blocks.{i}."
+        self.heads, self.head_dim, self.eps, self.act = spec.heads, spec.head_dim, spec.eps, spec.act
+        for ln in ("ln1", "ln2"):
+            self.register_buffer(ln + "_w", w[p + ln + ".weight"].clone())  # [D]
+            self.register_buffer(ln + "_b", w[p + ln + ".bias"].clone())  # [D]
+        # Fused QKV: rows [q; k; v] -> [3A, D]; biases likewise (absent when qkv_bias=False).
+        self.register_buffer("qkv_w", torch.cat([w[p + x + ".weight"] for x in "qkv"]))
+        self.register_buffer("qkv_b", torch.cat([w[p + x + ".bias"] for x in "qkv"]) if spec.qkv_bias else None)
+        for name in ("o", "fc1", "fc2"):
+            self.register_buffer(name + "_w", w[p + name + ".weight"].clone())  # [N, K]
+            self.register_buffer(name + "_b", w[p + name + ".bias"].clone())  # [N]
+
+    def forward(self, h: torch.Tensor, precision: str) -> torch.Tensor:
+        B, T, D = h.shape
+        H, d = self.heads, self.head_dim
+        y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
+        qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
+        q, k, v = qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, d], strided
+        ctx = torch.empty(B, T, H, d, dtype=h.dtype, device=h.device)  # [B, T, H, d] = [B, T, A]
+        attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision)
+        h = matmul(ctx.view(B, T, H * d), self.o_w, self.o_b, epilogue="residual",
+                   residual=h, out=h, precision=precision)  # h += attn @ Wo^T + bo
+        y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, T, D]
+        m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, T, M]
+        return matmul(m, self.fc2_w, self.fc2_b, epilogue="residual",
+                      residual=h, out=h, precision=precision)  # h += fc2(m)
+
+
+class TritonViT(nn.Module):
+    """ViT forward on vitbench kernels; returns (last_hidden_state, pooler_output, logits)."""
+
+    def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], *, precision: str = "ieee"):
+        super().__init__()
+        self.spec, self.precision = spec, precision
+        self.embed = Embed(w)
+        self.blocks = nn.ModuleList(Block(spec, w, i) for i in range(spec.layers))
+        self.register_buffer("norm_w", w["norm.weight"].clone())  # [D]
+        self.register_buffer("norm_b", w["norm.bias"].clone())  # [D]
+        self.register_buffer("pooler_w", w["pooler.weight"].clone() if spec.pooler else None)  # [P, D]
+        self.register_buffer("pooler_b", w["pooler.bias"].clone() if spec.pooler else None)  # [P]
+        self.register_buffer("head_w", w["head.weight"].clone() if spec.num_labels else None)  # [L, D]
+        self.register_buffer("head_b", w["head.bias"].clone() if spec.num_labels else None)  # [L]
+
+    def forward(self, pixels: torch.Tensor):
+        """pixels [B, C, H, W] in the weights' dtype -> (last_hidden_state [B, T, D],
+        pooler_output [B, P] or None, logits [B, L] or None)."""
+        prec = self.precision
+        h = self.embed(pixels, prec)  # [B, T, D], residual stream, updated in place
+        for block in self.blocks:
+            h = block(h, prec)
+        out = layernorm(h, self.norm_w, self.norm_b, self.spec.eps)  # [B, T, D]
+        cls = out[:, 0]  # [B, D], row stride T*D (matmul reads strided rows)
+        pooled = logits = None
+        if self.pooler_w is not None:
+            # TODO(vitbench#6): a tanh epilogue in matmul would make this one launch.
+            pooled = torch.tanh(matmul(cls, self.pooler_w, self.pooler_b, precision=prec))  # [B, P]
+        if self.head_w is not None:
+            logits = matmul(cls, self.head_w, self.head_b, precision=prec)  # [B, L]
+        return out, pooled, logits
