@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One device-machine session: env, GPU tests, then the suites, each under a time limit so that a
+# slow step cannot eat the call. Results go to results/<device slug>; logs and a tarball to $OUT.
+#   bash tools/gpu_session.sh tests|model|kernels [seconds]
+set -uo pipefail
+# The device image lacks pydantic: wheels carried in .whl (see README "Running on the lent GPU").
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+step=$1; budget=${2:-500}
+start=$(date +%s)
+left() { echo $(( budget - ($(date +%s) - start) )); }
+python3 -m vitbench env | tee -a "$OUT/env.txt"
+case $step in
+  tests)
+    # Timer-vs-profiler checks alone first (no other process on the GPU), then the rest in parallel.
+    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py 2>&1 | tee "$OUT/gputests_bench.txt" | tail -15
+    timeout "$(left)" python3 -m pytest -q -m gpu -n 14 -p no:cacheprovider tests --deselect tests/test_bench_gpu.py 2>&1 | tee "$OUT/gputests.txt" | tail -40
+    ;;
+  model)
+    timeout "$(left)" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "${DTYPES:-bf16,fp16,fp32}" --resume --no-progress 2>&1 | tee -a "$OUT/model.log" | tail -80
+    ;;
+  kernels)
+    timeout "$(left)" python3 -m vitbench kernels --op "${OPS:-all}" --providers "${PROVIDERS:-triton,torch}" --resume --no-progress 2>&1 | tee -a "$OUT/kernels.log" | tail -80
+    ;;
+esac
+tar czf "$OUT/results.tgz" results
