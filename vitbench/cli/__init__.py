@@ -30,7 +30,7 @@ def _root() -> None:
     """Run, check and measure Vision Transformer inference written in Triton."""
 
 
-from vitbench.cli import env_cmd, kernels_cmd, model_cmd, report_cmd  # noqa: E402
+from vitbench.cli import env_cmd, kernels_cmd, model_cmd, profile_cmd, report_cmd  # noqa: E402
 
 # Each command lives in its own module; registered here, explicitly, in help order.
 app.command("env")(env_cmd.env)
@@ -38,6 +38,7 @@ app.command("kernels")(kernels_cmd.kernels)
 app.command("model")(model_cmd.model)
 app.command("report")(report_cmd.report)
 app.command("compare")(report_cmd.compare)
+app.command("profile")(profile_cmd.profile)
 
 
 def main() -> None:
