@@ -1,0 +1,118 @@
+"""`vitbench profile`: per-kernel table of one Triton ViT forward (interpreter: vit-tiny-test)."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import vitbench.kernels as K
+from vitbench.bench import profile as P
+from vitbench.cli import app
+from vitbench.model import modules
+from vitbench.model.configs import hf_config, spec_from_hf_config
+
+MODEL, BATCH = "vit-tiny-test", 2
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile")
+    result = CliRunner().invoke(app, ["profile", "--model", MODEL, "--batch", str(BATCH),
+                                      "--dtype", "fp32", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    with open(out / f"profile-{MODEL}-b{BATCH}-fp32.csv", newline="") as f:
+        rows = {r["kernel"]: r for r in csv.DictReader(f)}
+    return result.output, rows, out
+
+
+def test_table_has_the_triton_kernels_with_the_models_launch_counts(run):
+    output, rows, _ = run
+    spec = spec_from_hf_config(hf_config(MODEL), head=True)  # random weights carry a head
+    L = spec.layers
+    expected = {"_matmul_kernel": 4 * L + 1,  # QKV, out-proj, FC1, FC2 per layer + classifier
+                "_attention_kernel": L, "_layernorm_kernel": 2 * L + 1, "_patch_embed_kernel": 1}
+    for kernel, calls in expected.items():
+        assert int(rows[kernel]["calls"]) == calls, kernel
+        assert kernel in output
+    assert "NOT representative" in output  # interpreter: labelled
+    # FLOPs come from the kernels' cost functions; the dot-product kernels' sum is the model's own
+    # FLOP count (which leaves layernorm out).
+    dots = ("_matmul_kernel", "_attention_kernel", "_patch_embed_kernel")
+    assert sum(int(rows[k]["flops"]) for k in dots) == spec.flops(BATCH)
+    for k in expected:
+        r = rows[k]
+        assert float(r["total_us"]) > 0 and float(r["tflops"]) > 0 and float(r["gbps"]) > 0
+        assert float(r["mean_us"]) == pytest.approx(float(r["total_us"]) / int(r["calls"]), rel=1e-3)
+
+
+def test_percentages_sum_to_100_and_total_row_adds_up(run):
+    _, rows, _ = run
+    body = [r for k, r in rows.items() if k != "total"]
+    assert sum(float(r["pct"]) for r in body) == pytest.approx(100.0, abs=0.1)
+    total = rows["total"]
+    assert float(total["total_us"]) == pytest.approx(sum(float(r["total_us"]) for r in body), rel=1e-3)
+    assert int(total["calls"]) == sum(int(r["calls"]) for r in body)
+    assert total["activity"] == "cpu" and total["model"] == MODEL and total["batch"] == str(BATCH)
+
+
+def test_trace_is_chrome_json_with_the_kernel_ranges(run):
+    _, _, out = run
+    with open(out / f"profile-{MODEL}-b{BATCH}-fp32.trace.json") as f:
+        trace = json.load(f)
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert {"_matmul_kernel", "_attention_kernel", P.FORWARD_RANGE} <= names
+
+
+def test_launchers_are_restored_and_kernel_names_exist(run):
+    assert modules.matmul is K.matmul and modules.attention is K.attention
+    assert modules.layernorm is K.layernorm and modules.patch_embed is K.patch_embed
+    for launcher, (kernel, _) in P.LAUNCHERS.items():
+        fn = getattr(K, launcher, None)
+        if fn is None:  # a launcher not exported by vitbench.kernels (e.g. matmul_tma)
+            continue
+        assert hasattr(importlib.import_module(fn.__module__), kernel), (launcher, kernel)
+
+
+def test_group_attaches_costs_by_name_and_alias():
+    launches = [P.Launch("_matmul_kernel", 100, 10), P.Launch("_matmul_kernel", 50, 5)]
+    rows = P._group([("_matmul_tma_kernel", 3.0), ("_matmul_tma_kernel", 1.0), ("memcpy", 4.0)],
+                    launches)
+    by_name = {r.kernel: r for r in rows}
+    tma, copy = by_name["_matmul_tma_kernel"], by_name["memcpy"]
+    assert (tma.calls, tma.total_us, tma.flops, tma.bytes) == (2, 4.0, 150, 15)
+    assert tma.pct == pytest.approx(50.0) and copy.flops is None and copy.tflops is None
+    assert tma.tflops == pytest.approx(150 / 4.0 * 1e-6)
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--model", "vit-nope"], "vit-nope"),
+    (["--batch", "0"], "--batch"),
+    (["--dtype", "fp64"], "fp64"),
+])
+def test_bad_input_is_one_line_exit_2(args, word):
+    proc = subprocess.run([sys.executable, "-m", "vitbench", "profile", *args], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and word in lines[0], proc.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_profile_vit_base_cuda_kernels(tmp_path):
+    res = P.profile_model(model="vit-base-patch16-224", batch=8, dtype="bf16", out_dir=tmp_path)
+    assert res.activity == "cuda" and res.representative
+    spec = spec_from_hf_config(hf_config("vit-base-patch16-224"), head=True)
+    rows = {r.kernel: r for r in res.rows}
+    gemm = [r for k, r in rows.items() if k in ("_matmul_kernel", "_matmul_tma_kernel")]
+    assert sum(r.calls for r in gemm) == 4 * spec.layers + 1
+    assert rows["_attention_kernel"].calls == spec.layers
+    assert all(r.tflops and r.tflops > 1 for r in gemm)
+    assert not [n for n in res.notes if "profile shows" in n], res.notes
+    assert json.loads(res.trace.read_text())["traceEvents"]
