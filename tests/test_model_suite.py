@@ -18,7 +18,8 @@ from vitbench.bench.schema import COLUMNS
 from vitbench.cli import app
 from vitbench.errors import VitbenchError
 from vitbench.suites.model import plan_model, run_model
-from vitbench.suites.model_config import load_model_config, parse_batches
+from vitbench.suites.model_config import load_model_config
+from vitbench.suites.options import parse_positive_ints
 
 ON_GPU = HAS_CUDA and not INTERPRETER
 
@@ -86,11 +87,11 @@ def test_oom_at_one_batch_is_recorded_and_the_sweep_goes_on(tmp_path):
 ])
 def test_bad_batch_lists(text, needle):
     with pytest.raises(VitbenchError, match=needle):
-        parse_batches(text)
+        parse_positive_ints(text, "batch")
 
 
 def test_batch_list_parses_and_dedupes():
-    assert parse_batches("1, 8,32,8") == [1, 8, 32]
+    assert parse_positive_ints("1, 8,32,8", "batch") == [1, 8, 32]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -129,6 +130,49 @@ def test_config_file_errors_name_the_key(tmp_path):
     bad.write_text("model: [\n")
     with pytest.raises(VitbenchError, match="malformed YAML"):
         load_model_config(bad)
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("batches: [1, 2\n", ["malformed YAML at line 2"]),
+    ("- a\n- list\n", ["expected a mapping", "list"]),
+    ("model: vit-gigantic\n", ["model: unknown model", "'vit-gigantic'"]),
+    ("dtypes: [fp32, fp8]\n", ["dtypes[1]", "'fp8'"]),
+    ("timer: tepid\n", ["timer", "'tepid'"]),
+    ("compile_mode: fastest\n", ["compile_mode", "'fastest'"]),
+    ("graphs: maybe\n", ["graphs", "'maybe'"]),
+    ("batches: []\n", ["batches", "at least 1 item"]),
+    ("repeats: {budget_s: -1}\n", ["repeats.budget_s", "-1"]),
+    ("repeats: {min_reps: 50, max_reps: 5}\n", ["repeats", "max_reps (5) is below min_reps (50)"]),
+    ("interpreter: {batches: [2, -1]}\n", ["interpreter.batches", "batch size -1"]),
+    ("interpreter: {providers: [triton, jax]}\n", ["interpreter.providers[1]", "'jax'"]),
+    ("interpreter: {timer: warm}\n", ["interpreter.timer", "Extra inputs"]),
+])
+def test_bad_model_config_file_one_line_naming_file_key_value(tmp_path, text, needles):
+    bad = tmp_path / "model.yaml"
+    bad.write_text(text)
+    with pytest.raises(VitbenchError) as info:
+        load_model_config(bad)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{bad}: "), msg
+    for needle in needles:
+        assert needle in msg, msg
+
+
+def test_model_config_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(VitbenchError, match="nope.yaml: cannot read config"):
+        load_model_config(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing set: the built-in defaults\n")
+    assert load_model_config(empty) == load_model_config(None)
+
+
+def test_bad_model_config_on_the_command_line_exits_2(tmp_path):
+    bad = tmp_path / "model.yaml"
+    bad.write_text("dtypes: [fp32, fp8]\n")
+    res = CliRunner().invoke(app, ["model", "--config", str(bad), "--out", str(tmp_path)])
+    assert isinstance(res.exception, VitbenchError), res.output
+    assert str(bad) in str(res.exception) and "'fp8'" in str(res.exception)
+    assert not list(tmp_path.glob("*.csv"))
 
 
 def test_shipped_config_is_valid():

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from vitbench.cli._suite import NoProgress, Timer, dtype_option, out_option, resume_option, run
 
 
 def kernels(
@@ -18,44 +19,28 @@ def kernels(
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="A sweep YAML file to run instead of the shipped configs/kernels ones.",
     )] = None,
-    dtype: Annotated[Optional[str], typer.Option(
-        "--dtype", help="Data type(s), comma separated: fp32, fp16, bf16 (default: the config's; "
-                        "fp32 in the Triton interpreter).",
-    )] = None,
+    dtype: Annotated[Optional[str], dtype_option(
+        "the config's; fp32 in the Triton interpreter")] = None,
     providers: Annotated[Optional[str], typer.Option(
         "--providers", help="Comma list from triton, torch, torch-compile (default: the config's; "
                             "torch-compile is left out in the interpreter unless named here).",
     )] = None,
-    timer: Annotated[Optional[str], typer.Option(
-        "--timer", help="cold (L2 flushed, CUDA events), warm (no flush), graph (CUDA graph "
-                        "replay) or host (wall clock + sync; the only one without a GPU).",
-    )] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Output folder for the CSV, metadata and raw samples "
-                      "(default: results/<device>, e.g. results/h100 or results/interpreter).",
-    )] = None,
+    timer: Timer = None,
+    out: Annotated[Optional[Path], out_option(
+        "results/<device>, e.g. results/h100 or results/interpreter")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="Run only each config's few `quick` shapes (a smoke run).",
     )] = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Append to the newest kernels-*.csv in the output folder, skipping "
-                         "rows already measured.",
-    )] = False,
-    no_progress: Annotated[bool, typer.Option(
-        "--no-progress", help="Hide the progress bar (for logs).",
-    )] = False,
+    resume: Annotated[bool, resume_option("kernels")] = False,
+    no_progress: NoProgress = False,
 ) -> None:
     """Time every Triton kernel against PyTorch eager and torch.compile over a shape sweep.
 
     Each provider is checked against a float64 reference before timing; rows go to
     <out>/kernels-<run_id>.csv, one per (case, provider).
     """
-    from vitbench.suites.kernels import plan_kernels, run_kernels
+    from vitbench.suites.kernels import plan_kernels
 
-    console = Console(stderr=True)
     plan = plan_kernels(op, config=config, dtype=dtype, providers=providers, timer=timer,
                         quick=quick)
-    try:
-        run_kernels(plan, out_dir=out, resume=resume, progress=not no_progress, console=console)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    run(plan, out=out, resume=resume, no_progress=no_progress)

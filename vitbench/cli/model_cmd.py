@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from vitbench.cli._suite import NoProgress, Timer, dtype_option, out_option, resume_option, run
 
 
 def model(
@@ -20,10 +21,8 @@ def model(
                         "deit-small-patch16-224, deit-base-patch16-224, vit-tiny-test "
                         "(default: the config's; vit-tiny-test without a GPU).",
     )] = None,
-    dtype: Annotated[Optional[str], typer.Option(
-        "--dtype", help="Data type(s), comma separated: fp32, fp16, bf16 (default: the config's, "
-                        "bf16; fp32 without a GPU).",
-    )] = None,
+    dtype: Annotated[Optional[str], dtype_option(
+        "the config's, bf16; fp32 without a GPU")] = None,
     providers: Annotated[Optional[str], typer.Option(
         "--providers", help="Comma list from triton, hf-eager, hf-sdpa, torch-compile (default: "
                             "all four; torch-compile is left out without a GPU, where it compiles "
@@ -50,22 +49,10 @@ def model(
                                "reduce-overhead (the config's default on a GPU), max-autotune, "
                                "max-autotune-no-cudagraphs.",
     )] = None,
-    timer: Annotated[Optional[str], typer.Option(
-        "--timer", help="cold (CUDA events, L2 flushed; default on a GPU), warm, graph (every "
-                        "provider replayed from a CUDA graph) or host (wall clock + sync; the only "
-                        "one without a GPU).",
-    )] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Output folder for the CSV, metadata and raw samples "
-                      "(default: results/<device>).",
-    )] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Append to the newest model-*.csv in the output folder, skipping rows "
-                         "already measured.",
-    )] = False,
-    no_progress: Annotated[bool, typer.Option(
-        "--no-progress", help="Hide the progress bar (for logs).",
-    )] = False,
+    timer: Timer = None,
+    out: Annotated[Optional[Path], out_option("results/<device>")] = None,
+    resume: Annotated[bool, resume_option("model")] = False,
+    no_progress: NoProgress = False,
 ) -> None:
     """Measure the Triton ViT against HF (eager, SDPA) and torch.compile, per batch size.
 
@@ -73,13 +60,9 @@ def model(
     before timing; rows go to <out>/model-<run_id>.csv (suite=model, one per batch x provider),
     with images/s, TFLOP/s, % of the measured peak and the speedup vs hf-sdpa.
     """
-    from vitbench.suites.model import plan_model, run_model
+    from vitbench.suites.model import plan_model
 
-    console = Console(stderr=True)
     plan = plan_model(batch=batch, model=model_name, dtype=dtype, providers=providers,
                       config=config, weights=weights, graphs=not no_graphs, timer=timer,
                       precision=precision, compile_mode=compile_mode)
-    try:
-        run_model(plan, out_dir=out, resume=resume, progress=not no_progress, console=console)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    run(plan, out=out, resume=resume, no_progress=no_progress)

@@ -28,28 +28,22 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
-import yaml
-from pydantic import (
-    BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
-    model_validator,
-)
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
 from vitbench.errors import VitbenchError
+from vitbench.suites.config_base import (
+    Dtype, Precision, RepeatsSpec, Strict, TimerName, load_config,
+)
 from vitbench.suites.kernel_specs import OP_SPECS, complete_shape
 
-DTYPES = ("fp32", "fp16", "bf16")
-PROVIDERS = ("triton", "torch", "torch-compile")
-TIMER_NAMES = ("cold", "warm", "graph", "host")
+ProviderName = Literal["triton", "torch", "torch-compile"]
+PROVIDERS: tuple[str, ...] = get_args(ProviderName)
 MAX_CASES_PER_SET = 10_000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RangeSpec(_Strict):
+class RangeSpec(Strict):
     """Inclusive range: from, from+step, ... <= to; or from, from*mul, ... <= to."""
 
     start: int = Field(alias="from", gt=0)
@@ -74,16 +68,15 @@ class RangeSpec(_Strict):
 
 
 ShapeValue = Union[StrictInt, list[StrictInt], RangeSpec, StrictStr]
-_BRANCH_NAMES = {"int", "str", "bool", "float", "RangeSpec"}
 
 
-class CaseSet(_Strict):
+class CaseSet(Strict):
     op: str
     label: str = Field(min_length=1)
     shape: dict[str, ShapeValue]
     options: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
-    dtypes: list[Literal["fp32", "fp16", "bf16"]] | None = None
-    precisions: list[Literal["ieee", "tf32"]] | None = None
+    dtypes: list[Dtype] | None = None
+    precisions: list[Precision] | None = None
     batch: bool = False
 
     @field_validator("op")
@@ -139,86 +132,24 @@ class CaseSet(_Strict):
         return out
 
 
-class RepeatsSpec(_Strict):
-    budget_s: float = Field(default=0.25, ge=0)
-    min_reps: int = Field(default=10, ge=1)
-    max_reps: int = Field(default=1000, ge=1)
-    warmup_s: float = Field(default=0.03, ge=0)
-
-    @model_validator(mode="after")
-    def _order(self) -> "RepeatsSpec":
-        if self.max_reps < self.min_reps:
-            raise ValueError(f"max_reps ({self.max_reps}) is below min_reps ({self.min_reps})")
-        return self
-
-
-class KernelConfig(_Strict):
+class KernelConfig(Strict):
     description: str = ""
-    dtypes: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"],
-                                                         min_length=1)
-    precisions: list[Literal["ieee", "tf32"]] = Field(default_factory=lambda: ["ieee"],
-                                                      min_length=1)
-    providers: list[Literal["triton", "torch", "torch-compile"]] = Field(
-        default_factory=lambda: list(PROVIDERS), min_length=1)
-    timer: Literal["cold", "warm", "graph", "host"] = "cold"
+    dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: ["ieee"], min_length=1)
+    providers: list[ProviderName] = Field(default_factory=lambda: list(PROVIDERS), min_length=1)
+    timer: TimerName = "cold"
     repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
     cases: list[CaseSet] = Field(min_length=1)
     quick: list[CaseSet] = Field(default_factory=list)
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in _BRANCH_NAMES or "[" in str(part) or "(" in str(part):
-            continue  # pydantic's union-branch / validator names are noise in a key path
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-# Errors that only say "this union branch has another type": noise when another branch matched.
-_BRANCH_MISMATCH = {"int_type", "int_parsing", "list_type", "string_type", "model_type",
-                    "dict_type", "model_attributes_type", "bool_type", "float_type", "bool_parsing",
-                    "float_parsing", "int_from_float"}
-
-
-def _explain(path: Path, exc: ValidationError) -> str:
-    errs = exc.errors()
-    real = [e for e in errs if e["type"] not in _BRANCH_MISMATCH] or errs
-    # Report the most specific (deepest) message only.
-    e = max(real, key=lambda err: len(err["loc"]))
-    msg = e["msg"].removeprefix("Value error, ")
-    got = e.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r:.60})"
-    return f"{path}: {_loc(tuple(e['loc']))}: {msg}{shown}"
-
-
 def load_kernel_config(path: str | Path) -> KernelConfig:
     """Read and validate one kernel sweep file; every mistake -> one-line VitbenchError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise VitbenchError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise VitbenchError(f"{path}: malformed YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise VitbenchError(f"{path}: expected a mapping of keys at the top level, "
-                            f"got {type(data).__name__}")
-    try:
-        cfg = KernelConfig.model_validate(data)
-        for name in ("cases", "quick"):
-            for i, cs in enumerate(getattr(cfg, name)):
-                _check_shapes(path, f"{name}[{i}]", cs)
-    except ValidationError as exc:
-        raise VitbenchError(_explain(path, exc)) from None
+    cfg = load_config(path, KernelConfig, branches=("RangeSpec",))
+    for name in ("cases", "quick"):
+        for i, cs in enumerate(getattr(cfg, name)):
+            _check_shapes(path, f"{name}[{i}]", cs)
     return cfg
 
 

@@ -13,26 +13,27 @@ Providers (allocation inside the call for all three):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import vitbench
-from vitbench._backend import DEVICE, HAS_CUDA, INTERPRETER
+from vitbench._backend import DEVICE
 from vitbench.bench.case import Case, Provider, Repeats, torch_dtype
-from vitbench.bench.runner import RunResult, run_suite
+from vitbench.bench.runner import RunResult
 from vitbench.bench.timers import TIMERS
-from vitbench.envinfo import device_info
 from vitbench.errors import VitbenchError
-from vitbench.suites.config import DTYPES, PROVIDERS, CaseSet, KernelConfig, load_kernel_config
+from vitbench.suites.common import (  # device_slug: imported from here by callers
+    ON_GPU, SuitePlan, device_slug, find_config, run_plan,  # noqa: F401
+)
+from vitbench.suites.config import PROVIDERS, CaseSet, KernelConfig, load_kernel_config
+from vitbench.suites.config_base import DTYPES
 from vitbench.suites.kernel_ops import IMPLS
 from vitbench.suites.kernel_specs import OP_SPECS
+from vitbench.suites.options import check_choice, parse_choices
 
 SUITE = "kernels"
-_ON_GPU = HAS_CUDA and not INTERPRETER
 INTERPRETER_DTYPE_NOTE = ("interpreter: fp32 only unless --dtype is given "
                           "(Triton's interpreter computes bf16 tl.dot wrongly, triton#11584)")
 
@@ -42,21 +43,11 @@ class KernelCase(Case):
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class KernelPlan:
-    cases: list[KernelCase]
-    providers: list[Provider]
-    timer: str
-    config: dict[str, Any]  # resolved: what ran, for the metadata and its hash
-    notes: list[str] = field(default_factory=list)
-
-
 def configs_dir() -> Path:
     """`configs/` beside the package (a source checkout), else `./configs`."""
-    beside_package = Path(vitbench.__file__).resolve().parent.parent / "configs"
-    for base in (beside_package, Path.cwd() / "configs"):
-        if (base / "kernels").is_dir():
-            return base
+    found = find_config("kernels")
+    if found is not None and found.is_dir():
+        return found.parent
     raise VitbenchError("cannot find the configs/kernels folder (looked beside the vitbench "
                         "package and in the current folder); pass --config FILE")
 
@@ -66,17 +57,6 @@ def sweep_names() -> list[str]:
     order: the model-shape sets first (vit: the shapes that matter most), then the op sweeps."""
     names = sorted(p.stem for p in (configs_dir() / "kernels").glob("*.yaml"))
     return [n for n in names if n not in OP_SPECS] + [n for n in OP_SPECS if n in names]
-
-
-def device_slug(name: str | None = None) -> str:
-    """Folder name for a device: "NVIDIA H100 80GB HBM3" -> "h100"; no GPU -> "interpreter"."""
-    if not _ON_GPU and name is None:
-        return "interpreter"
-    name = (name or device_info().name).lower()
-    words = [w for w in re.split(r"[^a-z0-9]+", name)
-             if w and w not in ("nvidia", "geforce", "tesla") and not re.fullmatch(
-                 r"\d+gb|hbm\d*e?|pcie|sxm\d*|nvl|gddr\d*x?", w)]
-    return "-".join(words) or "gpu"
 
 
 # --- providers -------------------------------------------------------------------------------
@@ -156,49 +136,37 @@ def build_cases(cfg: KernelConfig, *, quick: bool, dtypes: list[str] | None,
     return cases
 
 
-def _split(value: str | None, what: str, allowed: tuple[str, ...]) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    for v in items:
-        if v not in allowed:
-            raise VitbenchError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
-    if not items:
-        raise VitbenchError(f"--{what} is empty")
-    return items
-
-
 def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
                  dtype: str | None = None, providers: str | None = None,
-                 timer: str | None = None, quick: bool = False) -> KernelPlan:
+                 timer: str | None = None, quick: bool = False) -> SuitePlan:
     """Resolve what to run: config file(s), op filter, dtype/provider/timer overrides."""
     notes: list[str] = []
-    dtypes = _split(dtype, "dtype", DTYPES)
-    prov_names = _split(providers, "provider", PROVIDERS)
-    if timer is not None and timer not in TIMERS:
-        raise VitbenchError(f"unknown timer {timer!r}; choose from {', '.join(TIMERS)}")
+    dtypes = parse_choices(dtype, "dtype", DTYPES) if dtype is not None else None
+    prov_names = parse_choices(providers, "providers", PROVIDERS) if providers is not None else None
+    if timer is not None:
+        check_choice(timer, "timer", TIMERS, "timer")
     if config is not None:
         files = [Path(config)]
         ops = None
         if op and op != "all":
-            ops = set(_split(op, "op", tuple(OP_SPECS)))
+            ops = set(parse_choices(op, "op", OP_SPECS))
     else:
         if not op:
             choices = ", ".join(sweep_names())
             raise VitbenchError(f"give --op ({choices}, all) or --config FILE")
-        names = sweep_names() if op == "all" else _split(op, "op", tuple(sweep_names()))
+        names = sweep_names() if op == "all" else parse_choices(op, "op", sweep_names())
         files, ops = [configs_dir() / "kernels" / f"{n}.yaml" for n in names], None
-    if not _ON_GPU and dtypes is None:
+    if not ON_GPU and dtypes is None:
         dtypes = ["fp32"]
         notes.append(INTERPRETER_DTYPE_NOTE)
-    if not _ON_GPU and not quick:
+    if not ON_GPU and not quick:
         notes.append("interpreter: full-size sweeps take hours here; --quick runs the small shapes")
 
     cases: list[KernelCase] = []
     resolved_files, timers, prov_lists = {}, [], []
     for f in files:
         cfg = load_kernel_config(f)
-        reps = _repeats(cfg) if _ON_GPU else None
+        reps = cfg.repeats.to_repeats() if ON_GPU else None
         cases += build_cases(cfg, quick=quick, dtypes=dtypes, ops=ops, source=str(f), repeats=reps)
         resolved_files[_display(f)] = cfg.model_dump(by_alias=True, exclude_none=True)
         timers.append(cfg.timer)
@@ -209,18 +177,18 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
 
     if prov_names is None:
         prov_names = list(dict.fromkeys(p for lst in prov_lists for p in lst))
-        if not _ON_GPU and "torch-compile" in prov_names:
+        if not ON_GPU and "torch-compile" in prov_names:
             prov_names.remove("torch-compile")
             notes.append("interpreter: torch-compile left out (ask for it with --providers)")
     if timer is None:
-        timer = "host" if not _ON_GPU else timers[0]
-        if _ON_GPU and len(set(timers)) > 1:
+        timer = "host" if not ON_GPU else timers[0]
+        if ON_GPU and len(set(timers)) > 1:
             notes.append(f"configs ask for timers {sorted(set(timers))}; using {timer!r}")
     resolved = {
         "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "providers": prov_names,
         "timer": timer, "files": resolved_files,
     }
-    return KernelPlan(cases, providers_by_name(prov_names), timer, resolved, notes)
+    return SuitePlan(SUITE, cases, providers_by_name(prov_names), timer, resolved, notes)
 
 
 def _display(path: Path) -> str:
@@ -229,12 +197,6 @@ def _display(path: Path) -> str:
         return str(path.resolve().relative_to(configs_dir().parent))
     except ValueError:
         return str(path)
-
-
-def _repeats(cfg: KernelConfig) -> Repeats:
-    r = cfg.repeats
-    return Repeats(budget_s=r.budget_s, min_reps=r.min_reps, max_reps=r.max_reps,
-                   warmup_s=r.warmup_s)
 
 
 def _check_unique(cases: list[KernelCase]) -> None:
@@ -251,18 +213,7 @@ def _check_unique(cases: list[KernelCase]) -> None:
         cases[:] = list(uniq.values())
 
 
-def default_out_dir() -> Path:
-    return Path("results") / device_slug()
-
-
-def run_kernels(plan: KernelPlan, *, out_dir: str | Path | None = None, resume: bool = False,
+def run_kernels(plan: SuitePlan, *, out_dir: str | Path | None = None, resume: bool = False,
                 progress: bool = True, console=None) -> RunResult:
     """Run a plan through the shared engine; rows go to <out_dir>/kernels-<run_id>.csv."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
-    for note in plan.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    return run_suite(SUITE, plan.cases, plan.providers, out_dir=out_dir or default_out_dir(),
-                     timer=plan.timer, resume=resume, config=plan.config, progress=progress,
-                     console=console)
+    return run_plan(plan, out_dir=out_dir, resume=resume, progress=progress, console=console)

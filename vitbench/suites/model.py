@@ -21,33 +21,31 @@ HF's own error, fp32 within 1e-4.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-import vitbench
-from vitbench._backend import DEVICE, HAS_CUDA, INTERPRETER
+from vitbench._backend import DEVICE
 from vitbench.bench.case import Case, Provider, Repeats, torch_dtype
-from vitbench.bench.runner import RunResult, run_suite
+from vitbench.bench.runner import RunResult
 from vitbench.bench.timers import TIMERS
-from vitbench.errors import VitbenchError
 from vitbench.model import checkpoints
 from vitbench.model.checkpoints import Checkpoint
 from vitbench.model.configs import hf_config
 from vitbench.model.graphs import GraphRunner
 from vitbench.model.modules import TritonViT
 from vitbench.numerics import rel_err
-from vitbench.suites.model_config import (
-    PROVIDERS, ModelConfig, load_model_config, parse_batches, parse_list,
-)
+from vitbench.suites.common import ON_GPU, SuitePlan, find_config, run_plan
+from vitbench.suites.config_base import DTYPES, PRECISIONS
+from vitbench.suites.model_config import COMPILE_MODES, PROVIDERS, ModelConfig, load_model_config
+from vitbench.suites.options import check_choice, parse_choices, parse_positive_ints
 
 SUITE = "model"
 BASELINE = "hf-sdpa"
 FP32_LIMIT = 1e-4  # rel err vs the float64 reference for exact fp32
 HF_FACTOR = 1.5  # allowed multiple of HF's own error in the row's dtype
-_ON_GPU = HAS_CUDA and not INTERPRETER
 
 
 # --- models, built once per dtype and shared by the cases ------------------------------------
@@ -127,7 +125,7 @@ def _prepare_hf(models: ModelCache, attn: str, case: ModelCase, x: torch.Tensor)
 def _prepare_compile(models: ModelCache, mode: str, case: ModelCase, x: torch.Tensor):
     torch._dynamo.reset()  # one compile per batch size, nothing reused from another case
     compiled = torch.compile(models.hf_fresh(x.dtype, "sdpa"), mode=mode, dynamic=False)
-    graphs = _ON_GPU and mode in ("reduce-overhead", "max-autotune")
+    graphs = ON_GPU and mode in ("reduce-overhead", "max-autotune")
 
     def fn():
         if graphs:
@@ -181,22 +179,19 @@ def _pixels(spec, B: int, dt: torch.dtype) -> torch.Tensor:
 
 
 # --- plan + run ------------------------------------------------------------------------------
-@dataclass
-class ModelPlan:
-    label: str
+@dataclass(kw_only=True)
+class ModelPlan(SuitePlan):
+    label: str  # the CSV's `op` column: model name, or the weights' folder / hub id
     ckpt: Checkpoint
-    cases: list[ModelCase]
-    providers: list[Provider]
-    timer: str
-    config: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"model {self.label}: weights {self.ckpt.source}; providers "
+                f"{', '.join(p.name for p in self.providers)}; timer {self.timer}")
 
 
 def default_config_path() -> Path | None:
-    for base in (Path(vitbench.__file__).resolve().parent.parent, Path.cwd()):
-        if (base / "configs" / "model.yaml").is_file():
-            return base / "configs" / "model.yaml"
-    return None
+    """configs/model.yaml beside the package, else in the current folder (None: built-ins)."""
+    return find_config("model.yaml")
 
 
 def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str | None = None,
@@ -205,20 +200,19 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
                precision: str | None = None, compile_mode: str | None = None) -> ModelPlan:
     """Resolve what to run from the sweep file and the command-line overrides."""
     notes: list[str] = []
-    batches = parse_batches(batch) if batch is not None else None
-    dtypes = parse_list(dtype, "dtype", ("fp32", "fp16", "bf16")) if dtype is not None else None
-    provs = parse_list(providers, "providers", PROVIDERS) if providers is not None else None
-    precs = parse_list(precision, "precision", ("ieee", "tf32")) if precision is not None else None
-    if timer is not None and timer not in TIMERS:
-        raise VitbenchError(f"--timer: unknown timer {timer!r}; choose from {', '.join(TIMERS)}")
-    if compile_mode is not None and compile_mode not in ("default", "reduce-overhead", "max-autotune",
-                                                         "max-autotune-no-cudagraphs"):
-        raise VitbenchError(f"--compile-mode: unknown mode {compile_mode!r}")
+    batches = parse_positive_ints(batch, "batch") if batch is not None else None
+    dtypes = parse_choices(dtype, "dtype", DTYPES) if dtype is not None else None
+    provs = parse_choices(providers, "providers", PROVIDERS) if providers is not None else None
+    precs = parse_choices(precision, "precision", PRECISIONS) if precision is not None else None
+    if timer is not None:
+        check_choice(timer, "timer", TIMERS, "timer")
+    if compile_mode is not None:
+        check_choice(compile_mode, "compile-mode", COMPILE_MODES, "mode")
     if model is not None:
         hf_config(model)  # unknown name -> one-line error before anything slow
     path = config if config is not None else default_config_path()
     cfg: ModelConfig = load_model_config(path)
-    if not _ON_GPU:
+    if not ON_GPU:
         cfg = cfg.for_interpreter()
         notes.append("no GPU: Triton interpreter, small defaults (model "
                      f"{cfg.model}, batches {cfg.batches}, {', '.join(cfg.dtypes)}); "
@@ -226,19 +220,19 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
     name = model or cfg.model
     batches, dtypes = batches or cfg.batches, dtypes or cfg.dtypes
     provs, precs = provs or cfg.providers, precs or cfg.precisions
-    timer = timer or ("host" if not _ON_GPU else cfg.timer)
-    mode = compile_mode or (cfg.compile_mode if _ON_GPU else "default")
-    use_graphs = graphs and cfg.graphs and _ON_GPU
+    timer = timer or ("host" if not ON_GPU else cfg.timer)
+    mode = compile_mode or (cfg.compile_mode if ON_GPU else "default")
+    use_graphs = graphs and cfg.graphs and ON_GPU
     if use_graphs and timer == "graph":
         use_graphs = False
         notes.append("timer 'graph' captures every provider itself: triton runs without its own graphs")
-    if not _ON_GPU and "bf16" in dtypes:
+    if not ON_GPU and "bf16" in dtypes:
         notes.append("interpreter: bf16 tl.dot is wrong in Triton's interpreter (triton#11584); "
                      "expect bf16 triton rows to fail the gate")
     ckpt = checkpoints.load(weights or cfg.weights, name)
     label = model or (name if (weights or cfg.weights) == "random" else _weights_label(weights or cfg.weights))
     models = ModelCache(ckpt)
-    reps = Repeats(**cfg.repeats.model_dump()) if _ON_GPU else None
+    reps = cfg.repeats.to_repeats() if ON_GPU else None
     cases = build_cases(label, models, batches, dtypes, precs, reps)
     resolved = {
         "suite": SUITE, "model": label, "weights": ckpt.source, "hf_config": ckpt.config.to_dict(),
@@ -250,8 +244,9 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
     }
     for k in ("transformers_version", "id2label", "label2id"):  # noise in the config hash
         resolved["hf_config"].pop(k, None)
-    return ModelPlan(label, ckpt, cases, build_providers(provs, models, graphs=use_graphs,
-                                                         compile_mode=mode), timer, resolved, notes)
+    runners = build_providers(provs, models, graphs=use_graphs, compile_mode=mode)
+    return ModelPlan(suite=SUITE, cases=cases, providers=runners, timer=timer, config=resolved,
+                     notes=notes, label=label, ckpt=ckpt)
 
 
 def _weights_label(weights: str) -> str:
@@ -261,15 +256,4 @@ def _weights_label(weights: str) -> str:
 def run_model(plan: ModelPlan, *, out_dir: str | Path | None = None, resume: bool = False,
               progress: bool = True, console=None) -> RunResult:
     """Run the plan through the shared engine; rows go to <out_dir>/model-<run_id>.csv."""
-    from rich.console import Console
-
-    from vitbench.suites.kernels import device_slug
-
-    console = console or Console(stderr=True)
-    for note in plan.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"model {plan.label}: weights {plan.ckpt.source}; providers "
-                  f"{', '.join(p.name for p in plan.providers)}; timer {plan.timer}")
-    out = Path(out_dir) if out_dir is not None else Path("results") / device_slug()
-    return run_suite(SUITE, plan.cases, plan.providers, out_dir=out, timer=plan.timer,
-                     resume=resume, config=plan.config, progress=progress, console=console)
+    return run_plan(plan, out_dir=out_dir, resume=resume, progress=progress, console=console)
