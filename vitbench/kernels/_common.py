@@ -1,8 +1,11 @@
-"""Shared launcher helpers: input validation and autotuning that also works in the interpreter."""
+"""Shared launcher helpers: input and output validation, memory overlap, row-kernel tiling, and
+autotuning that also works in the interpreter."""
 
 from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
+
+import functools
 
 import torch
 import triton
@@ -51,6 +54,76 @@ def check_tensor(
     return t
 
 
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last) byte addresses a tensor's elements may touch."""
+    start = t.data_ptr()
+    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1
+    return start, start + extent * t.element_size()
+
+
+def overlaps(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """True when the memory of `x` and `y` may overlap (both non-empty); conservative: judged by
+    address span, so interleaved-but-disjoint views count as overlapping."""
+    if x.numel() == 0 or y.numel() == 0:
+        return False
+    (a0, a1), (b0, b1) = _span(x), _span(y)
+    return a0 < b1 and b0 < a1
+
+
+def check_out(
+    out: object,
+    shape: Sequence[int],
+    dtype: torch.dtype | None,
+    device: torch.device,
+    *,
+    contiguous: bool = False,
+    contiguous_last: bool = True,
+    name: str = "out",
+    like: str = "",
+    disjoint_from: dict[str, torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """Validate a caller-provided output buffer; raise VitbenchError naming it when unusable.
+
+    Checks, in order: a tensor on the kernels' device type with `len(shape)` dims (and a
+    contiguous last dim if `contiguous_last`), the exact `shape`, `dtype` (None: the caller
+    checks it), full contiguity if `contiguous`, the same `device` as the inputs, and no memory
+    overlap with any tensor of `disjoint_from` (name -> tensor; None entries are skipped).
+    `like` names where the expected shape/dtype come from in messages, e.g. "x's".
+    """
+    out = check_tensor(name, out, ndim=len(shape), contiguous_last=contiguous_last)
+    of = f"{like} " if like else ""
+    if tuple(out.shape) != tuple(shape):
+        raise VitbenchError(f"{name} has shape {tuple(out.shape)}, expected {of}{tuple(shape)}")
+    if dtype is not None and out.dtype != dtype:
+        raise VitbenchError(f"{name} has dtype {out.dtype}, expected {of}{dtype}")
+    if contiguous and not out.is_contiguous():
+        raise VitbenchError(f"{name} must be contiguous (strides {out.stride()})")
+    if out.device != device:
+        raise VitbenchError(f"{name} is on {out.device} but the inputs are on {device}")
+    for other, t in (disjoint_from or {}).items():
+        if t is not None and overlaps(out, t):
+            raise VitbenchError(f"{name} overlaps {other}; the kernel would read what it overwrites")
+    return out
+
+
+def rows_out(x: torch.Tensor, out: torch.Tensor, n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(o2, dst) for a row kernel that reads x and writes the non-empty `out` [..., n_cols].
+
+    o2 is `out` viewed as [rows, n_cols] with one row stride (no copy; VitbenchError if it cannot
+    be). dst is where the kernel writes: o2 itself, or a temporary when `out` shares x's storage,
+    since autotuning re-runs the kernel on its arguments; copy dst into o2 when they differ.
+    """
+    try:
+        o2 = out.view(-1, n_cols)
+    except RuntimeError:
+        raise VitbenchError(
+            f"out (shape {tuple(out.shape)}, strides {out.stride()}) cannot be viewed as rows "
+            "with one row stride"
+        ) from None
+    aliased = out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    return o2, torch.empty(o2.shape, dtype=o2.dtype, device=o2.device) if aliased else o2
+
+
 def check_same_dtype(**tensors: torch.Tensor | None) -> torch.dtype:
     present = {k: v for k, v in tensors.items() if v is not None}
     dtypes = {v.dtype for v in present.values()}
@@ -96,3 +169,48 @@ class _FixedConfig:
             return self.fn[g](*args, **kwargs, **meta)
 
         return launch
+
+
+# --- row kernels (layernorm, softmax): several short rows per program, whole rows in registers.
+
+# Elements one program aims to hold: several short rows (e.g. 197 tokens) are packed per program.
+_TARGET_ELEMS = 4096
+
+
+def _prune_row_warps(configs, named_args, **kwargs):
+    # Keep num_warps that give each thread between 1 and 64 elements of the [BLOCK_M, BLOCK_N] tile.
+    elems = kwargs["BLOCK_M"] * kwargs["BLOCK_N"]
+    kept = [c for c in configs if 32 <= elems // c.num_warps <= 2048]
+    return kept or configs[:1]
+
+
+def row_autotune(fn):
+    """Autotune num_warps of a row kernel; it must take n_cols, BLOCK_M, BLOCK_N and SINGLE.
+
+    Candidates 4, 8, 16, 2, 1 warps (4 under the interpreter), pruned to 1..64 elements a thread.
+    """
+    return autotune(
+        configs=[triton.Config({}, num_warps=w) for w in (4, 8, 16, 2, 1)],
+        key=["n_cols", "BLOCK_M", "BLOCK_N", "SINGLE"],
+        prune_configs_by={"early_config_prune": _prune_row_warps},
+    )(fn)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def row_tiles(n_rows: int, n_cols: int, device: torch.device, max_block: int) -> tuple[int, int]:
+    """(BLOCK_M, BLOCK_N): whole row if it fits, short rows packed while the grid fills the GPU.
+
+    `max_block` (a power of 2) is the widest row held whole in registers; wider rows get
+    BLOCK_N = max_block and the kernel loops over chunks.
+    """
+    block_n = min(max(triton.next_power_of_2(n_cols), 16), max_block)
+    block_m = max(1, min(_TARGET_ELEMS // block_n, triton.next_power_of_2(n_rows)))
+    if not INTERPRETER:  # keep >= 4 programs per SM so small batches still use every SM
+        programs = 4 * _sm_count(device.index if device.index is not None else 0)
+        while block_m > 1 and triton.cdiv(n_rows, block_m) < programs:
+            block_m //= 2
+    return block_m, block_n

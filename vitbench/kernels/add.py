@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from vitbench.errors import VitbenchError
-from vitbench.kernels._common import check_same_dtype, check_tensor
+from vitbench.kernels._common import check_out, check_same_dtype, check_tensor
 
 # Bytes of x per program: 16 KiB = 4096 fp32 or 8192 fp16/bf16 elements; with 8 warps each
 # thread moves 4 x 16-byte vectors per tensor, enough in flight to saturate HBM.
@@ -94,15 +94,7 @@ def add(x: torch.Tensor, y: torch.Tensor, *, out: torch.Tensor | None = None) ->
     if out is None:
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
     else:
-        check_tensor("out", out)
-        if tuple(out.shape) != tuple(x.shape):
-            raise VitbenchError(f"out has shape {tuple(out.shape)}, expected x's {tuple(x.shape)}")
-        if out.dtype != x.dtype:
-            raise VitbenchError(f"out has dtype {out.dtype}, expected x's {x.dtype}")
-        if not out.is_contiguous():
-            raise VitbenchError(f"out must be contiguous (strides {out.stride()})")
-        if out.device != x.device:
-            raise VitbenchError(f"out is on {out.device} but x is on {x.device}")
+        check_out(out, x.shape, x.dtype, x.device, contiguous=True, like="x's")
     n_out, n_y = x.numel(), y.numel()
     if n_out == 0:
         return out

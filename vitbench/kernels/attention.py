@@ -32,7 +32,9 @@ import triton
 import triton.language as tl
 
 from vitbench.errors import VitbenchError
-from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._common import (
+    autotune, check_out, check_precision, check_same_dtype, check_tensor, overlaps,
+)
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
 MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill
@@ -206,21 +208,9 @@ def attention_cost(B: int, H: int, T: int, d: int, itemsize: int) -> tuple[int, 
     return flops, nbytes
 
 
-def _span(t: torch.Tensor) -> tuple[int, int]:
-    """[first, last) byte addresses a tensor can touch."""
-    last = sum((n - 1) * s for n, s in zip(t.shape, t.stride())) if t.numel() else -1
-    return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
-
-
-def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
-    (a0, a1), (b0, b1) = _span(a), _span(b)
-    return a0 < b1 and b0 < a1
-
-
 def _check_out(out: object, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    out = check_tensor("out", out, ndim=4)
-    if tuple(out.shape) != tuple(q.shape):
-        raise VitbenchError(f"out has shape {tuple(out.shape)}; expected q's {tuple(q.shape)}")
+    # dtype is left to the caller (check_same_dtype, as for the inputs).
+    out = check_out(out, q.shape, None, q.device, like="q's")
     if any(s == 0 and n > 1 for n, s in zip(out.shape, out.stride())):
         raise VitbenchError(f"out has a zero stride (strides {out.stride()}): its elements overlap")
     # Other programs still read k and v while this one writes: out must not alias them. out may
@@ -228,7 +218,7 @@ def _check_out(out: object, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     # Checked by address span, so conservative: interleaved-but-disjoint views are refused too.
     same_as_q = out.data_ptr() == q.data_ptr() and out.stride() == q.stride()
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.numel() and out.numel() and _overlaps(out, t) and not (name == "q" and same_as_q):
+        if overlaps(out, t) and not (name == "q" and same_as_q):
             raise VitbenchError(f"out overlaps {name} in memory; pass a separate output buffer")
     return out
 

@@ -18,25 +18,21 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
-from vitbench.kernels.matmul import check_out, prune_by_smem
-
-
-def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int) -> triton.Config:
-    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
-                         num_stages=stages, num_warps=warps)
+from vitbench.kernels._tiles import dot_k_loop, grouped_tile
+from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
 
 
 # Interpreter: the first config only (small, quick on a CPU). GPU: attention-sized problems
 # (M, N ~ 197..577, K = head dim 32..128) and larger ones.
-BMM_CONFIGS = [_cfg(32, 32, 32, 2, 4)] if INTERPRETER else [
-    _cfg(64, 64, 64, 3, 4),
-    _cfg(64, 64, 32, 4, 4),
-    _cfg(128, 64, 64, 3, 4),
-    _cfg(64, 128, 64, 3, 4),
-    _cfg(128, 128, 64, 3, 8),
-    _cfg(128, 128, 32, 4, 4),
-    _cfg(128, 256, 64, 3, 8),
-    _cfg(32, 64, 64, 4, 4),
+BMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
+    gemm_config(64, 64, 64, 3, 4),
+    gemm_config(64, 64, 32, 4, 4),
+    gemm_config(128, 64, 64, 3, 4),
+    gemm_config(64, 128, 64, 3, 4),
+    gemm_config(128, 128, 64, 3, 8),
+    gemm_config(128, 128, 32, 4, 4),
+    gemm_config(128, 256, 64, 3, 8),
+    gemm_config(32, 64, 64, 4, 4),
 ]
 
 
@@ -61,16 +57,9 @@ def _bmm_kernel(
 ):
     # One flat grid (no 65535 limit on the batch): program -> (batch entry, output tile).
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    tiles = num_pid_m * num_pid_n
+    tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
     bid = pid // tiles
-    tile = pid % tiles
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (tile // num_pid_in_group) * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((tile % num_pid_in_group) % group_size_m)
-    pid_n = (tile % num_pid_in_group) // group_size_m
+    pid_m, pid_n = grouped_tile(pid % tiles, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     b0 = (bid // B1).to(tl.int64)
     b1 = (bid % B1).to(tl.int64)
 
@@ -83,19 +72,9 @@ def _bmm_kernel(
     b_ptrs = (b_ptr + b0 * stride_b0 + b1 * stride_b1
               + offs_k[:, None] * stride_bk + (rn % N)[None, :] * stride_bn)  # [BLOCK_K, BLOCK_N]
 
-    # Per iteration: read BLOCK_K*(BLOCK_M + BLOCK_N) elements, 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs.
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            b = tl.load(b_ptrs)
-        else:
-            k_left = K - k * BLOCK_K
-            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
+    # Per K step: read BLOCK_K*(BLOCK_M + BLOCK_N) elements, 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs.
+    acc = dot_k_loop(a_ptrs, b_ptrs, offs_k, K, stride_ak, stride_bk,
+                     BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, PRECISION)
 
     acc = acc * scale
     o_ptrs = (out_ptr + b0 * stride_o0 + b1 * stride_o1

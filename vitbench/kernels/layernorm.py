@@ -14,35 +14,23 @@ Rows wider than MAX_SINGLE_BLOCK take the looped path, which re-reads each row t
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import triton
 import triton.language as tl
 
-from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
-from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
+from vitbench.kernels._common import (
+    check_out, check_same_dtype, check_tensor, row_autotune, row_tiles, rows_out,
+)
+from vitbench.kernels._tiles import row_block
 
 # Widest row (elements, a power of 2) held whole in registers; wider rows loop over chunks of it.
 MAX_SINGLE_BLOCK = 8192
-# Elements one program aims to hold: several short rows are packed into one program.
-_TARGET_ELEMS = 4096
 
 
-def _prune(configs, named_args, **kwargs):
-    # Keep num_warps that give each thread between 1 and 64 elements of the [BLOCK_M, BLOCK_N] tile.
-    elems = kwargs["BLOCK_M"] * kwargs["BLOCK_N"]
-    kept = [c for c in configs if 32 <= elems // c.num_warps <= 2048]
-    return kept or configs[:1]
-
-
-@autotune(
-    configs=[triton.Config({}, num_warps=w) for w in (4, 8, 16, 2, 1)],
-    key=["n_cols", "BLOCK_M", "BLOCK_N", "SINGLE"],
-    prune_configs_by={"early_config_prune": _prune},
-)
+@row_autotune
 @triton.jit
 def _layernorm_kernel(
     x_ptr,  # [n_rows, n_cols] input, rows stride_x apart, last dim contiguous
@@ -63,11 +51,7 @@ def _layernorm_kernel(
     BLOCK_N: tl.constexpr,  # columns per chunk (>= n_cols on the single-block path)
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else loop over chunks
 ):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < n_rows
-    # Rows past the end re-read the last row (in cache) instead of masking, so no NaN appears.
-    rows = tl.minimum(rows, n_rows - 1).to(tl.int64)
+    rows, row_ok = row_block(n_rows, BLOCK_M)  # rows past the end re-read the last row
     x_rows = x_ptr + rows[:, None] * stride_x  # [BLOCK_M, 1] row starts
     r_rows = r_ptr + rows[:, None] * stride_r
     s_rows = s_ptr + rows[:, None] * stride_s
@@ -137,33 +121,6 @@ def layernorm_cost(rows: int, D: int, itemsize: int, fused_residual: bool = Fals
     return flops, (tensors * rows * D + 2 * D) * itemsize
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _tiles(n_rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
-    """(BLOCK_M, BLOCK_N): whole row if it fits, short rows packed while the grid fills the GPU."""
-    block_n = min(max(triton.next_power_of_2(n_cols), 16), MAX_SINGLE_BLOCK)
-    block_m = max(1, min(_TARGET_ELEMS // block_n, triton.next_power_of_2(n_rows)))
-    if not INTERPRETER:  # keep >= 4 programs per SM so small batches still use every SM
-        programs = 4 * _sm_count(device.index if device.index is not None else 0)
-        while block_m > 1 and triton.cdiv(n_rows, block_m) < programs:
-            block_m //= 2
-    return block_m, block_n
-
-
-def _rows_view(name: str, t: torch.Tensor, D: int) -> torch.Tensor:
-    """t as [rows, D] with one row stride; an output must be viewable that way (no copy)."""
-    try:
-        return t.view(-1, D)
-    except RuntimeError:
-        raise VitbenchError(
-            f"{name} (shape {tuple(t.shape)}, strides {t.stride()}) cannot be viewed as rows "
-            "with one row stride"
-        ) from None
-
-
 def _check_eps(eps: float) -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise VitbenchError(f"eps must be a finite number >= 0, got {eps!r}")
@@ -185,21 +142,11 @@ def _check_params(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, xna
     return D
 
 
-def _check_out(name: str, out: torch.Tensor, x: torch.Tensor) -> None:
-    check_tensor(name, out)
-    if tuple(out.shape) != tuple(x.shape):
-        raise VitbenchError(f"{name} has shape {tuple(out.shape)}, expected {tuple(x.shape)}")
-    if out.dtype != x.dtype:
-        raise VitbenchError(f"{name} has dtype {out.dtype}, expected {x.dtype}")
-    if out.device != x.device:
-        raise VitbenchError(f"{name} is on {out.device} but x is on {x.device}")
-
-
 def _launch(x2, r2, s2, weight, bias, o2, eps: float) -> None:
     n_rows, D = x2.shape
     if n_rows == 0 or D == 0:
         return
-    block_m, block_n = _tiles(n_rows, D, x2.device)
+    block_m, block_n = row_tiles(n_rows, D, x2.device, MAX_SINGLE_BLOCK)
     fused = r2 is not None
     r2 = r2 if fused else x2  # placeholders, never touched when HAS_RESIDUAL is off
     s2 = s2 if fused else o2
@@ -227,14 +174,12 @@ def layernorm(
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     else:
-        _check_out("out", out, x)
+        check_out(out, x.shape, x.dtype, x.device, like="x's")
     if x.numel() == 0:
         return out
-    o2 = _rows_view("out", out, D)
-    aliased = out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-    dst = torch.empty(o2.shape, dtype=x.dtype, device=x.device) if aliased else o2
+    o2, dst = rows_out(x, out, D)
     _launch(x.reshape(-1, D), None, None, weight, bias, dst, eps)
-    if aliased:
+    if dst is not o2:
         o2.copy_(dst)
     return out
 

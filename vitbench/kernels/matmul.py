@@ -11,20 +11,25 @@ DRAM; tiles of A and W are re-read from L2, which the grouped tile order keeps w
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
+from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
 
 
-def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
+def gemm_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
+    """A GEMM autotune config: tile sizes, GROUP_M (tile order), pipeline stages and warps."""
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group},
         num_stages=stages, num_warps=warps,
@@ -34,19 +39,19 @@ def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> 
 # Under the interpreter only the first config is used: keep it small (quick on a CPU).
 # On a GPU the autotuner times all of them per (M, N, K, epilogue, precision, dtypes); the big
 # ones are the Hopper bf16/fp16 configs (wgmma-sized tiles, 3-4 stage cp.async pipelines).
-GEMM_CONFIGS = [_cfg(32, 32, 32, 2, 4)] if INTERPRETER else [
-    _cfg(128, 256, 64, 3, 8),
-    _cfg(256, 128, 64, 3, 8),
-    _cfg(128, 256, 64, 4, 8),
-    _cfg(128, 128, 64, 4, 8),
-    _cfg(128, 128, 64, 3, 4),
-    _cfg(128, 128, 32, 4, 4),
-    _cfg(64, 256, 64, 4, 4),
-    _cfg(128, 64, 64, 4, 4),
-    _cfg(64, 128, 64, 4, 4),
-    _cfg(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
-    _cfg(32, 64, 64, 4, 4),
-    _cfg(64, 32, 64, 4, 4),
+GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
+    gemm_config(128, 256, 64, 3, 8),
+    gemm_config(256, 128, 64, 3, 8),
+    gemm_config(128, 256, 64, 4, 8),
+    gemm_config(128, 128, 64, 4, 8),
+    gemm_config(128, 128, 64, 3, 4),
+    gemm_config(128, 128, 32, 4, 4),
+    gemm_config(64, 256, 64, 4, 4),
+    gemm_config(128, 64, 64, 4, 4),
+    gemm_config(64, 128, 64, 4, 4),
+    gemm_config(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
+    gemm_config(32, 64, 64, 4, 4),
+    gemm_config(64, 32, 64, 4, 4),
 ]
 
 
@@ -97,17 +102,8 @@ def _matmul_kernel(
     GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks in the main loop
 ):
-    # Grouped ("super-grouped") tile order: walk GROUP_M row tiles down a column of tiles before
-    # moving right, so the A rows and W columns of neighbouring programs stay in L2.
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    # Grouped tile order: neighbouring programs share A rows and W columns in L2.
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -120,20 +116,10 @@ def _matmul_kernel(
     a_ptrs = a_ptr + row_a[:, None] + offs_k[None, :] * stride_ak  # [BLOCK_M, BLOCK_K]
     w_ptrs = w_ptr + col_w[None, :] + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N] = W^T tile
 
-    # Main loop: per iteration read BLOCK_M*BLOCK_K + BLOCK_K*BLOCK_N elements,
-    # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on the tensor cores, fp32 accumulator.
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            b = tl.load(w_ptrs)
-        else:
-            k_left = K - k * BLOCK_K
-            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-            b = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        w_ptrs += BLOCK_K * stride_wk
+    # Main loop (fp32 accumulator): reads BLOCK_K*(BLOCK_M + BLOCK_N) elements and does
+    # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs per K step.
+    acc = dot_k_loop(a_ptrs, w_ptrs, offs_k, K, stride_ak, stride_wk,
+                     BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, PRECISION)
 
     # Epilogue on the fp32 accumulator: + bias, GELU, + residual, then one rounding on store.
     if HAS_BIAS:
@@ -174,38 +160,21 @@ def matmul_cost(M: int, N: int, K: int, itemsize: int, has_bias: bool = False,
     return flops, elems * itemsize
 
 
-def _span(t: torch.Tensor) -> tuple[int, int]:
-    """[first, last) byte address a tensor's elements may touch."""
-    start = t.data_ptr()
-    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1
-    return start, start + extent * t.element_size()
-
-
-def overlaps(x: torch.Tensor, y: torch.Tensor) -> bool:
-    """True when the memory of `x` and `y` may overlap (both non-empty)."""
-    if x.numel() == 0 or y.numel() == 0:
-        return False
-    (a0, a1), (b0, b1) = _span(x), _span(y)
-    return a0 < b1 and b0 < a1
-
-
 def check_out(out: object, shape: tuple[int, ...], dtype: torch.dtype,
               inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
-    """Validate a caller-provided output buffer (any strides) that must not overlap the inputs."""
-    out = check_tensor("out", out, ndim=len(shape), contiguous_last=False)
-    if tuple(out.shape) != tuple(shape):
-        raise VitbenchError(f"out has shape {tuple(out.shape)}; expected {tuple(shape)}")
-    if out.dtype != dtype:
-        raise VitbenchError(f"out has dtype {out.dtype}; expected {dtype} (the inputs' dtype)")
-    for name, t in inputs.items():
-        if t is not None and overlaps(out, t):
-            raise VitbenchError(f"out overlaps {name}; the kernel would read what it overwrites")
-    return out
+    """The GEMM kernels' `out=` check: any strides, and no memory shared with the inputs."""
+    device = next(t.device for t in inputs.values() if t is not None)
+    return _common.check_out(out, shape, dtype, device, contiguous_last=False, disjoint_from=inputs)
 
 
 def _rows(t: torch.Tensor) -> tuple[int, int]:
     """(leading-index stride, row stride) of a 2-D or 3-D tensor's row layout."""
     return (t.stride(0), t.stride(1)) if t.dim() == 3 else (0, t.stride(0))
+
+
+# Opt-in Hopper TMA path (kernels/matmul_tma.py), read once: VITBENCH_MATMUL=tma sends the calls
+# it can run there (see tma_eligible); the rest, and every call without the variable, stay here.
+USE_TMA: bool = os.environ.get("VITBENCH_MATMUL", "").strip().lower() == "tma"
 
 
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -218,6 +187,11 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless precision="tf32".
     `out` may alias `residual` (same view) for an in-place residual add.
     """
+    if USE_TMA and precision in ("ieee", "tf32"):
+        from vitbench.kernels.matmul_tma import matmul_tma, tma_eligible
+
+        if tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+            return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out)
     if epilogue not in EPILOGUES:
         raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
     a = check_tensor("a", a, ndim=(2, 3), contiguous_last=False)

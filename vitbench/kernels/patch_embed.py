@@ -19,23 +19,19 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
-from vitbench.kernels.matmul import check_out, prune_by_smem
-
-
-def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int) -> triton.Config:
-    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
-                         num_stages=stages, num_warps=warps)
+from vitbench.kernels._tiles import grouped_tile
+from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
 
 
 # Interpreter: the first config only. GPU: M = B*196, N = K = 768 at ViT-B/16.
-PATCH_CONFIGS = [_cfg(32, 32, 32, 2, 4)] if INTERPRETER else [
-    _cfg(128, 128, 64, 3, 8),
-    _cfg(128, 128, 64, 4, 4),
-    _cfg(128, 256, 64, 3, 8),
-    _cfg(64, 128, 64, 4, 4),
-    _cfg(128, 64, 64, 4, 4),
-    _cfg(64, 64, 64, 4, 4),
-    _cfg(32, 64, 64, 4, 4),
+PATCH_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
+    gemm_config(128, 128, 64, 3, 8),
+    gemm_config(128, 128, 64, 4, 4),
+    gemm_config(128, 256, 64, 3, 8),
+    gemm_config(64, 128, 64, 4, 4),
+    gemm_config(128, 64, 64, 4, 4),
+    gemm_config(64, 64, 64, 4, 4),
+    gemm_config(32, 64, 64, 4, 4),
 ]
 
 
@@ -68,14 +64,7 @@ def _patch_embed_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // num_pid_in_group) * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

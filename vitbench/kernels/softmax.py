@@ -12,35 +12,21 @@ rescaled running sum, pass 2 re-reads the row (from L2) and writes it; the byte 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import triton
 import triton.language as tl
 
-from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
-from vitbench.kernels._common import autotune, check_tensor
+from vitbench.kernels._common import check_out, check_tensor, row_autotune, row_tiles, rows_out
+from vitbench.kernels._tiles import row_block
 
 # Longest row (elements, a power of 2) held whole in registers; longer rows take the online path.
 MAX_SINGLE_BLOCK = 8192
-# Elements one program aims to hold: several short rows (e.g. 197 tokens) packed per program.
-_TARGET_ELEMS = 4096
 
 
-def _prune(configs, named_args, **kwargs):
-    # Keep num_warps that give each thread between 1 and 64 elements of the [BLOCK_M, BLOCK_N] tile.
-    elems = kwargs["BLOCK_M"] * kwargs["BLOCK_N"]
-    kept = [c for c in configs if 32 <= elems // c.num_warps <= 2048]
-    return kept or configs[:1]
-
-
-@autotune(
-    configs=[triton.Config({}, num_warps=w) for w in (4, 8, 16, 2, 1)],
-    key=["n_cols", "BLOCK_M", "BLOCK_N", "SINGLE"],
-    prune_configs_by={"early_config_prune": _prune},
-)
+@row_autotune
 @triton.jit
 def _softmax_kernel(
     x_ptr,  # [n_rows, n_cols] input, rows stride_x apart, last dim contiguous
@@ -55,11 +41,7 @@ def _softmax_kernel(
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else the online path
 ):
     LOG2E: tl.constexpr = 1.4426950408889634
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < n_rows
-    # Rows past the end re-read the last row (in cache) instead of masking, so no NaN appears.
-    rows = tl.minimum(rows, n_rows - 1).to(tl.int64)
+    rows, row_ok = row_block(n_rows, BLOCK_M)  # rows past the end re-read the last row
     x_rows = x_ptr + rows[:, None] * stride_x  # [BLOCK_M, 1] row starts
     o_rows = out_ptr + rows[:, None] * stride_out
     cols = tl.arange(0, BLOCK_N)
@@ -106,22 +88,6 @@ def softmax_cost(rows: int, cols: int, itemsize: int) -> tuple[int, int]:
     return 6 * rows * cols, 2 * rows * cols * itemsize
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _tiles(n_rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
-    """(BLOCK_M, BLOCK_N): whole row if it fits, short rows packed while the grid fills the GPU."""
-    block_n = min(max(triton.next_power_of_2(n_cols), 16), MAX_SINGLE_BLOCK)
-    block_m = max(1, min(_TARGET_ELEMS // block_n, triton.next_power_of_2(n_rows)))
-    if not INTERPRETER:  # keep >= 4 programs per SM so small batches still use every SM
-        programs = 4 * _sm_count(device.index if device.index is not None else 0)
-        while block_m > 1 and triton.cdiv(n_rows, block_m) < programs:
-            block_m //= 2
-    return block_m, block_n
-
-
 def softmax(x: torch.Tensor, *, scale: float = 1.0, out: torch.Tensor | None = None) -> torch.Tensor:
     """Row-wise softmax(scale * x) over the last dim of x [..., N]; any row length.
 
@@ -139,32 +105,18 @@ def softmax(x: torch.Tensor, *, scale: float = 1.0, out: torch.Tensor | None = N
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     else:
-        check_tensor("out", out)
-        if tuple(out.shape) != tuple(x.shape):
-            raise VitbenchError(f"out has shape {tuple(out.shape)}, expected x's {tuple(x.shape)}")
-        if out.dtype != x.dtype:
-            raise VitbenchError(f"out has dtype {out.dtype}, expected x's {x.dtype}")
-        if out.device != x.device:
-            raise VitbenchError(f"out is on {out.device} but x is on {x.device}")
+        check_out(out, x.shape, x.dtype, x.device, like="x's")
     if x.numel() == 0:
         return out
     x2 = x.reshape(-1, N)
-    try:
-        o2 = out.view(-1, N)
-    except RuntimeError:
-        raise VitbenchError(
-            f"out (shape {tuple(out.shape)}, strides {out.stride()}) cannot be viewed as rows "
-            "with one row stride"
-        ) from None
-    aliased = out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-    dst = torch.empty(o2.shape, dtype=x.dtype, device=x.device) if aliased else o2
+    o2, dst = rows_out(x, out, N)
     n_rows = x2.shape[0]
-    block_m, block_n = _tiles(n_rows, N, x.device)
+    block_m, block_n = row_tiles(n_rows, N, x.device, MAX_SINGLE_BLOCK)
     grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_M"]),)  # noqa: E731
     _softmax_kernel[grid](
         x2, dst, n_rows, N, x2.stride(0), dst.stride(0), float(scale),
         BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= N,
     )
-    if aliased:
+    if dst is not o2:
         o2.copy_(dst)
     return out

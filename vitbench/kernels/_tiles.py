@@ -1,0 +1,75 @@
+"""Jit building blocks shared by the kernels (inlined by Triton: no call overhead).
+
+GEMM kernels (matmul, bmm, patch_embed): the grouped tile order and the strided K loop.
+Row kernels (layernorm, softmax): the block of rows one program owns.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def grouped_tile(
+    pid,  # flat index of the output tile, 0 .. cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N) - 1
+    M,  # rows of the output
+    N,  # columns of the output
+    BLOCK_M: tl.constexpr,  # rows per tile
+    BLOCK_N: tl.constexpr,  # columns per tile
+    GROUP_M: tl.constexpr,  # row tiles per group
+):
+    # Grouped ("super-grouped") tile order -> (pid_m, pid_n): walk GROUP_M row tiles down a
+    # column of tiles before moving right, so the A rows and B/W columns that neighbouring
+    # programs read stay in L2 (each group reuses GROUP_M row panels across its columns).
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    first_pid_m = (pid // num_pid_in_group) * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def dot_k_loop(
+    a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K block of A (rows always valid)
+    b_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K block of B (columns always valid)
+    offs_k,  # [BLOCK_K] tl.arange(0, BLOCK_K), the K offsets the pointers were built from
+    K,  # reduction length
+    stride_ak,  # elements between consecutive k of A
+    stride_bk,  # elements between consecutive k of B
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
+    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+):
+    # acc = A @ B over all of K, fp32. Per iteration: read BLOCK_K*(BLOCK_M + BLOCK_N) elements,
+    # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on the tensor cores. K tails read as 0 (add nothing).
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+    return acc
+
+
+@triton.jit
+def row_block(
+    n_rows,  # rows of the [n_rows, n_cols] problem
+    BLOCK_M: tl.constexpr,  # rows per program
+):
+    # (rows, row_ok) of this program: rows as int64 indices (row * stride may pass 2**31),
+    # row_ok marks the real ones. Rows past the end re-read the last row (in cache) instead of
+    # masking the loads, so no NaN appears; stores must mask with row_ok.
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_rows
+    rows = tl.minimum(rows, n_rows - 1).to(tl.int64)
+    return rows, row_ok
