@@ -1,0 +1,271 @@
+"""matmul_tma (persistent TMA-descriptor GEMM) against float64 references, and its eligibility.
+
+CPU (Triton interpreter, which emulates tensor descriptors): fp16 on small irregular shapes, both
+epilogue layouts (split in two halves / whole tile), more tiles than programs (persistence).
+The `gpu` set adds bf16 at ViT-B/16 shapes and the opt-in dispatch from matmul().
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitbench._backend import DEVICE, INTERPRETER
+from vitbench.errors import VitbenchError
+from vitbench.kernels import EPILOGUES
+from vitbench.kernels._common import _FixedConfig
+from vitbench.kernels.matmul_tma import matmul_tma, tma_eligible
+from vitbench.numerics import poisoned, rel_err, tolerance
+
+# The modules (vitbench.kernels re-exports the functions under the same names).
+matmul_mod = importlib.import_module("vitbench.kernels.matmul")
+tma_mod = importlib.import_module("vitbench.kernels.matmul_tma")
+
+RESIDUAL = ("residual", "gelu_residual")
+
+
+def rand(*shape, dtype=torch.float32, scale=1.0):
+    return (torch.randn(*shape, dtype=torch.float64) * scale).to(device=DEVICE, dtype=dtype)
+
+
+def linear_ref(a, w, bias, epilogue, residual):
+    """Reference of the matmul contract in a's precision (float64 on CPU)."""
+    y = a.double() @ w.double().T if a.device.type == "cpu" else a @ w.T
+    if bias is not None:
+        y = y + bias.to(y.dtype)
+    if epilogue in ("gelu", "gelu_residual"):
+        y = F.gelu(y)
+    elif epilogue == "gelu_tanh":
+        y = F.gelu(y, approximate="tanh")
+    if epilogue in RESIDUAL:
+        y = y + residual.to(y.dtype)
+    return y
+
+
+def make(shape_a, N, dtype, epilogue, with_bias=True):
+    K = shape_a[-1]
+    a = rand(*shape_a, dtype=dtype)
+    w = rand(N, K, dtype=dtype, scale=K ** -0.5)
+    bias = rand(N, dtype=dtype) if with_bias else None
+    out_shape = (*shape_a[:-1], N)
+    residual = rand(*out_shape, dtype=dtype) if epilogue in RESIDUAL else None
+    return a, w, bias, residual, out_shape
+
+
+def check(shape_a, N, dtype, epilogue, with_bias=True):
+    a, w, bias, residual, out_shape = make(shape_a, N, dtype, epilogue, with_bias)
+    out = poisoned(out_shape, dtype, DEVICE)
+    got = matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out)
+    assert got is out
+    err = rel_err(got, linear_ref(a, w, bias, epilogue, residual))
+    assert err < tolerance(dtype), f"rel err {err}"
+
+
+@pytest.fixture(params=[0, 1], ids=["split-epilogue", "whole-epilogue"])
+def config(request, monkeypatch):
+    """Run with each interpreter config (EPI_SUBTILE on / off); on a GPU, the autotuned kernel."""
+    if INTERPRETER:
+        cfg = tma_mod.TMA_CONFIGS[request.param]
+        assert cfg.kwargs["EPI_SUBTILE"] == (request.param == 0)
+        monkeypatch.setattr(tma_mod, "_matmul_tma", _FixedConfig(tma_mod._matmul_tma_kernel, cfg))
+        monkeypatch.setattr(tma_mod, "_matmul_tma_inplace", _FixedConfig(tma_mod._matmul_tma_kernel, cfg))
+    return request.param
+
+
+# ---------------------------------------------------------------------------- CPU (interpreter)
+@pytest.mark.parametrize("epilogue", EPILOGUES)
+def test_epilogues_fp16(config, epilogue):
+    # M = 77 rows: several partial row tiles; K = 48 (a partial K tile with BLOCK_K = 32);
+    # N = 80: 3 column tiles of 32, the last partial; more tiles than the 3 programs.
+    check((77, 48), 80, torch.float16, epilogue)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_3d_rows_and_tails(config, with_bias):
+    # [B, T, K] input flattened to rows; N = 40 and K = 40: tails in both (multiples of 8 only).
+    check((3, 29, 40), 40, torch.float16, "gelu_residual", with_bias)
+
+
+def test_inplace_residual(config):
+    a, w, bias, residual, _ = make((45, 32), 48, torch.float16, "residual")
+    expect = linear_ref(a, w, bias, "residual", residual)
+    got = matmul_tma(a, w, bias, epilogue="residual", residual=residual, out=residual)
+    assert got is residual
+    assert rel_err(got, expect) < tolerance(torch.float16)
+
+
+def test_strided_out_rows():
+    # out rows padded to 56 elements (112 B, 16-B aligned): written through its row stride only.
+    a, w, bias, _, _ = make((33, 32), 48, torch.float16, "none")
+    buf = poisoned((33, 56), torch.float16, DEVICE)
+    out = buf[:, :48]
+    matmul_tma(a, w, bias, out=out)
+    assert rel_err(out, linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
+    assert torch.isnan(buf[:, 48:]).all(), "wrote outside out's columns"
+
+
+def test_new_thread_gets_allocator():
+    # triton's allocator is a ContextVar: a fresh thread starts without it.
+    a, w, bias, _, _ = make((20, 16), 16, torch.float16, "none")
+    result: dict[str, object] = {}
+
+    def run():
+        try:
+            result["out"] = matmul_tma(a, w, bias)
+        except Exception as e:  # re-raised below, in the test's thread
+            result["err"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert "err" not in result, result.get("err")
+    assert rel_err(result["out"], linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
+
+
+def _misaligned(rows: int, cols: int) -> torch.Tensor:
+    """fp16 [rows, cols] whose base is 2 bytes past a 16-byte boundary."""
+    return rand(rows * cols + 1, dtype=torch.float16)[1:].view(rows, cols)
+
+
+def test_eligibility():
+    h = torch.float16
+    a, w = rand(10, 32, dtype=h), rand(16, 32, dtype=h)
+    res = rand(10, 16, dtype=h)
+    assert tma_eligible(a, w)
+    assert tma_eligible(a, w, rand(16, dtype=h), epilogue="residual", residual=res, out=res)
+    assert tma_eligible(rand(2, 5, 32, dtype=h), w)
+    assert tma_eligible(a, w, rand(32, dtype=h)[::2])  # bias: any stride
+    assert not tma_eligible(a.float(), w.float())  # fp32
+    assert not tma_eligible(rand(10, 20, dtype=h), rand(16, 20, dtype=h))  # K % 8
+    assert not tma_eligible(a, rand(12, 32, dtype=h))  # N % 8: output rows misaligned
+    assert not tma_eligible(a, rand(16, 24, dtype=h))  # K mismatch
+    assert not tma_eligible(_misaligned(10, 32), w)  # base not 16-B aligned
+    assert not tma_eligible(rand(32, 10, dtype=h).T, w)  # column stride != 1
+    assert not tma_eligible(rand(5, 2, 32, dtype=h).transpose(0, 1), w)  # 3-D not one row stride
+    assert not tma_eligible(a, w, epilogue="residual")  # residual missing
+    assert not tma_eligible(a, w, residual=res)  # residual without a residual epilogue
+    assert not tma_eligible(a, w, epilogue="relu")
+    assert not tma_eligible(a, w, out=rand(16, 10, dtype=h).T)  # column-major out
+    assert not tma_eligible(a, "w")
+
+
+def test_smem_prune():
+    # Figures from compiling for sm_90 offline (tools/matmul_tma_compile.py): 128x256x64, 3 stages,
+    # whole-tile epilogue needs 213.5 KB without a residual tile and 278.6 KB with one (> 227 KB);
+    # warp-specialised, the compiler reuses the staging buffer for the residual.
+    big = tma_mod._cfg(128, 256, 64, 3, 8, subtile=False)
+    split = tma_mod._cfg(128, 256, 64, 3, 8)
+    ws = tma_mod._cfg(128, 128, 128, 3, 4, subtile=False, ws=True)
+    a = rand(8, 8, dtype=torch.float16)
+    keep = lambda epi: tma_mod.prune_by_smem([big, split, ws], {"a_ptr": a}, EPILOGUE=epi)  # noqa: E731
+    assert keep("none") == [big, split, ws]
+    assert keep("residual") == [split, ws]
+    assert tma_mod.prune_by_smem([big], {"a_ptr": a.float()}, EPILOGUE="none") == [big]  # fallback: last
+
+
+def test_errors_name_the_problem():
+    h = torch.float16
+    a, w = rand(10, 32, dtype=h), rand(16, 32, dtype=h)
+    with pytest.raises(VitbenchError, match="not eligible"):
+        matmul_tma(a, rand(16, 20, dtype=h))
+    with pytest.raises(VitbenchError, match="not eligible"):
+        matmul_tma(a.float(), w.float())
+    with pytest.raises(VitbenchError, match="epilogue"):
+        matmul_tma(a, w, epilogue="relu")
+    with pytest.raises(VitbenchError, match="needs a residual"):
+        matmul_tma(a, w, epilogue="residual")
+    with pytest.raises(VitbenchError, match="dtype mismatch"):
+        matmul_tma(a, w.float())
+    with pytest.raises(VitbenchError, match="out overlaps a"):
+        matmul_tma(a, w, out=a[:, :16])
+
+
+def test_matmul_dispatch(monkeypatch):
+    """VITBENCH_MATMUL=tma (USE_TMA): eligible calls go to matmul_tma, the others stay."""
+    calls = []
+    real = tma_mod.matmul_tma
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].dtype)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tma_mod, "matmul_tma", spy)
+    monkeypatch.setattr(matmul_mod, "USE_TMA", True)
+    a, w, bias, res, _ = make((21, 32), 16, torch.float16, "gelu_residual")
+    got = matmul_mod.matmul(a, w, bias, epilogue="gelu_residual", residual=res)
+    assert calls == [torch.float16]
+    assert rel_err(got, linear_ref(a, w, bias, "gelu_residual", res)) < tolerance(torch.float16)
+    a32, w32 = a.float(), w.float()
+    got = matmul_mod.matmul(a32, w32)  # fp32: not eligible, the default kernel runs
+    assert calls == [torch.float16]
+    assert rel_err(got, linear_ref(a32, w32, None, "none", None)) < tolerance(torch.float32)
+    with pytest.raises(VitbenchError, match="precision"):
+        matmul_mod.matmul(a, w, precision="fast")
+    monkeypatch.setattr(matmul_mod, "USE_TMA", False)
+    matmul_mod.matmul(a, w)
+    assert calls == [torch.float16]
+
+
+# -------------------------------------------------------------------------------------- GPU
+def _need_sm90():
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("the TMA path needs compute capability >= 9 (Hopper)")
+
+
+def ref32(a, w, bias, epilogue, residual):
+    """float32 torch reference on the GPU (float64 there is slow at ViT sizes)."""
+    f = lambda t: None if t is None else t.float()  # noqa: E731
+    return linear_ref(f(a), f(w), f(bias), epilogue, f(residual)).float()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("batch", [1, 32])
+@pytest.mark.parametrize("name,N,K,epilogue", [
+    ("qkv", 2304, 768, "none"), ("proj", 768, 768, "residual"), ("fc1", 3072, 768, "gelu"),
+    ("fc1t", 3072, 768, "gelu_tanh"), ("fc2", 768, 3072, "residual"), ("fc2g", 768, 3072, "gelu_residual"),
+])
+def test_gpu_vit_shapes(dtype, batch, name, N, K, epilogue):
+    _need_sm90()
+    a, w, bias, res, out_shape = make((batch, 197, K), N, dtype, epilogue)
+    assert tma_eligible(a, w, bias, epilogue=epilogue, residual=res)
+    out = poisoned(out_shape, dtype, DEVICE)
+    matmul_tma(a, w, bias, epilogue=epilogue, residual=res, out=out)
+    err = rel_err(out, ref32(a, w, bias, epilogue, res))
+    assert err < tolerance(dtype), f"{name}: rel err {err}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", [(1, 64, 64), (197, 768, 768), (1001, 136, 264), (4099, 2304, 768)])
+def test_gpu_irregular_bf16(M, N, K):
+    _need_sm90()
+    for epilogue in EPILOGUES:
+        a, w, bias, res, out_shape = make((M, K), N, torch.bfloat16, epilogue)
+        out = poisoned(out_shape, torch.bfloat16, DEVICE)
+        matmul_tma(a, w, bias, epilogue=epilogue, residual=res, out=out)
+        err = rel_err(out, ref32(a, w, bias, epilogue, res))
+        assert err < tolerance(torch.bfloat16), f"{epilogue}: rel err {err}"
+
+
+@pytest.mark.gpu
+def test_gpu_inplace_residual_after_autotune():
+    # The in-place tuner restores `out` between timed runs: the residual is added exactly once.
+    _need_sm90()
+    a, w, bias, res, _ = make((6304, 768), 768, torch.bfloat16, "residual")
+    expect = ref32(a, w, bias, "residual", res)
+    matmul_tma(a, w, bias, epilogue="residual", residual=res, out=res)
+    assert rel_err(res, expect) < tolerance(torch.bfloat16)
+
+
+@pytest.mark.gpu
+def test_gpu_matmul_dispatch(monkeypatch):
+    _need_sm90()
+    monkeypatch.setattr(matmul_mod, "USE_TMA", True)
+    a, w, bias, res, _ = make((8, 197, 768), 3072, torch.bfloat16, "gelu")
+    assert tma_eligible(a, w, bias, epilogue="gelu")
+    got = matmul_mod.matmul(a, w, bias, epilogue="gelu")
+    assert rel_err(got, ref32(a, w, bias, "gelu", None)) < tolerance(torch.bfloat16)

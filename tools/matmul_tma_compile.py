@@ -1,0 +1,88 @@
+"""Offline check of matmul_tma's kernel for sm_90 (no GPU needed): compile every Hopper config.
+
+For each config of `TMA_CONFIGS` and each epilogue asked for, compiles the kernel for
+GPUTarget("cuda", 90) with the bundled ptxas, and prints: wgmma and TMA instruction counts in
+the PTX, registers and spill bytes (ptxas -v), shared memory, and whether the loop was
+warp-specialised (setmaxnreg present). A config that fails to compile is printed as FAILED.
+
+    python tools/matmul_tma_compile.py                       # bf16, epilogues none + gelu_residual
+    python tools/matmul_tma_compile.py --epilogue gelu residual --dtype fp16
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "0"  # before vitbench is imported: real (GPU) configs
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+import vitbench  # noqa: E402,F401
+from vitbench.kernels import matmul_tma as T  # noqa: E402
+
+PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # multiples of 8 (16 B)
+
+
+def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
+                   num_sms: int = 132) -> dict:
+    fn = T._matmul_tma_kernel
+    consts = {"HAS_BIAS": bias, "EPILOGUE": epilogue, "NUM_SMS": num_sms, **cfg.kwargs}
+    sig = {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i32" for n in fn.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+             if n.endswith("_ptr") or n in ALIGNED}
+    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
+                       target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+    ptx = k.asm["ptx"]
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        info = subprocess.run([PTXAS, "-arch=sm_90a", "-v", src, "-o", os.path.join(d, "k.cubin")],
+                              capture_output=True, text=True, check=True).stderr
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    tma_store = ptx.count("cp.async.bulk.tensor.2d.global.shared")
+    return {
+        "wgmma": ptx.count("wgmma.mma_async"),
+        "tma_load": ptx.count("cp.async.bulk.tensor") - tma_store,
+        "tma_store": tma_store,
+        "regs": int(regs.group(1)) if regs else -1,
+        "spill_st": int(spill.group(1)) if spill else -1,
+        "spill_ld": int(spill.group(2)) if spill else -1,
+        "smem": k.metadata.shared,
+        "warp_specialized": "setmaxnreg" in ptx,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="operand dtype")
+    p.add_argument("--epilogue", nargs="+", choices=list(T.EPILOGUES), default=["none", "gelu_residual"],
+                   help="epilogues to compile")
+    args = p.parse_args()
+    for cfg in T.TMA_CONFIGS:
+        kw = cfg.kwargs
+        tag = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
+               f" split={int(kw['EPI_SUBTILE'])} ws={int(kw['WARP_SPEC'])}")
+        for epi in args.epilogue:
+            try:
+                r = compile_config(cfg, "*" + args.dtype, epi)
+                fits = T._smem_bytes(cfg, 2, epi in T._RESIDUAL_EPILOGUES) <= T._SMEM_BYTES
+                print(f"{tag:36} {epi:14} " + " ".join(f"{k}={v}" for k, v in r.items())
+                      + ("" if fits else "  (pruned at run time: smem)"), flush=True)
+            except Exception as e:  # report and go on with the next config
+                print(f"{tag:36} {epi:14} FAILED {type(e).__name__}: {str(e).splitlines()[0][:120]}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""Hopper fast path for the linear-layer GEMM: persistent, TMA tensor descriptors, wgmma.
+
+Same contract as `vitbench.kernels.matmul`: out = epilogue(A @ W^T + bias [, residual]) with
+A [M, K] (or [B, T, K] whose rows flatten to [M, K] without a copy), W [N, K] (nn.Linear layout),
+fp32 accumulation, the epilogue on the fp32 accumulator, one rounding on store.
+
+How it differs from matmul.py's pointer kernel:
+- one program per SM ("persistent"); each walks tiles tile_id = pid, pid + NUM_SMS, ... in the
+  grouped order (GROUP_M row tiles per column sweep, so A and W tiles stay in L2). Either the
+  tile and K loops are flattened (`tl.range(flatten=True)`) so the pipeline runs across tile
+  boundaries, or (WARP_SPEC configs) the tile loop is warp-specialised: TMA producer warps and
+  wgmma consumer warpgroups. triton 3.6 on sm_90 warp-specialises only an unflattened loop with
+  num_warps=4 (found by compiling offline: with flatten=True or 8 warps the request is silently
+  ignored), hence the two kinds of config;
+- operands, residual and output move through device-side tensor descriptors
+  (`tl.make_tensor_descriptor` -> TMA `cp.async.bulk.tensor` on sm_90). TMA zero-fills
+  out-of-range reads and clips out-of-range writes, so the kernel needs no masks at all;
+- W tiles are read as [BLOCK_N, BLOCK_K] (both operands K-major) and fed as `tl.dot(a, w.T)`,
+  which wgmma takes straight from shared memory;
+- optional epilogue subtiling: the [BLOCK_M, BLOCK_N] accumulator is stored as two
+  [BLOCK_M, BLOCK_N/2] halves (bias/GELU/residual per half), halving the epilogue's live registers
+  and its shared-memory staging buffer.
+
+Eligibility (`tma_eligible`): CUDA backend on compute capability >= 9 (or the interpreter),
+fp16/bf16, every TMA operand viewable as 2-D rows with unit column stride, 16-byte aligned base
+and row stride (so K % 8 == 0, and N % 8 == 0 for the output/residual). Otherwise use `matmul`.
+
+Cost: as matmul.py (`matmul_cost`): 2*M*N*K FLOPs; s*(M*K + N*K + M*N [+ N] [+ M*N]) bytes.
+
+A/B against the default kernel (unmeasured until then, so it is opt-in), on an H100:
+    python tools/gemm_ab.py                     # ViT GEMMs, batch 8/32/256: default, tma, F.linear,
+                                                # unfused torch; checked, then timed interleaved
+    vitbench kernels --op matmul --dtype bf16 --out results/ab-default
+    VITBENCH_MATMUL=tma vitbench kernels --op matmul --dtype bf16 --out results/ab-tma
+    VITBENCH_MATMUL=tma vitbench model ...      # the whole model with the TMA linears
+VITBENCH_MATMUL is read once, when vitbench.kernels.matmul is imported; with it, matmul() sends the
+calls `tma_eligible` accepts here and keeps the rest (fp32, odd strides). The CSV rows still say
+provider "triton": keep the two runs in separate --out folders. Offline (no GPU), check that every
+config still compiles to wgmma + TMA without spills: python tools/matmul_tma_compile.py
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from vitbench._backend import INTERPRETER
+from vitbench.errors import VitbenchError
+from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
+from vitbench.kernels._tiles import grouped_tile
+from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
+
+_RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
+_TMA_DTYPES = (torch.float16, torch.bfloat16)
+_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
+_INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so persistence is exercised
+
+
+def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
+         ws: bool = False, group: int = 8) -> triton.Config:
+    assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
+         "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws},
+        num_stages=stages, num_warps=warps,
+    )
+
+
+# Hopper bf16/fp16 configs: wgmma-sized tiles (one warpgroup = 4 warps per 64 rows), 3-4 stage
+# TMA pipelines. The interpreter takes the first config only: keep it small; the second is used by
+# the tests to cover the unsplit epilogue.
+_INTERPRETER_CONFIGS = [_cfg(32, 32, 16, 2, 4, subtile=True), _cfg(16, 32, 32, 2, 4, subtile=False)]
+TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
+    _cfg(128, 256, 64, 3, 8),
+    _cfg(128, 256, 64, 3, 8, subtile=False),
+    _cfg(256, 128, 64, 3, 8),
+    _cfg(128, 128, 64, 4, 8),
+    _cfg(128, 128, 64, 4, 4),
+    _cfg(128, 128, 128, 3, 8),
+    _cfg(128, 64, 64, 4, 4),
+    _cfg(64, 128, 64, 4, 4),  # small M (batch 1-8) -> more tiles per SM sweep
+    _cfg(64, 64, 64, 4, 4),
+    # warp-specialised: 1 TMA producer + 2 wgmma consumer warpgroups from num_warps=4 (the only
+    # count sm_90 specialises). Whole-tile epilogue only: the split (reshape/permute/split) makes
+    # triton 3.6's Hopper warp-specialisation pass abort ("unsupported op type").
+    _cfg(128, 256, 64, 3, 4, subtile=False, ws=True),
+    _cfg(128, 128, 64, 4, 4, subtile=False, ws=True),
+    _cfg(128, 128, 128, 3, 4, subtile=False, ws=True),
+    _cfg(128, 64, 64, 4, 4, subtile=False, ws=True),
+]
+
+
+def _smem_bytes(c: triton.Config, itemsize: int, residual: bool) -> int:
+    """Shared memory: operand ring (stages x (A + W) tiles) + output staging tile, + a residual
+    tile unless warp-specialised (there the compiler reuses the staging buffer).
+
+    Within 1 KB below the compiler's figure (barriers etc.) for every Hopper config (sm_90, bf16,
+    compiled offline); the prune keeps that 1 KB margin.
+    """
+    k = c.kwargs
+    sub_n = k["BLOCK_N"] // 2 if k["EPI_SUBTILE"] else k["BLOCK_N"]
+    ring = c.num_stages * (k["BLOCK_M"] + k["BLOCK_N"]) * k["BLOCK_K"]
+    staging = 2 if residual and not k["WARP_SPEC"] else 1
+    return (ring + staging * k["BLOCK_M"] * sub_n) * itemsize
+
+
+def prune_by_smem(configs, named_args, **kwargs):
+    itemsize = named_args["a_ptr"].element_size()
+    residual = kwargs.get("EPILOGUE", named_args.get("EPILOGUE")) in _RESIDUAL_EPILOGUES
+    fits = [c for c in configs if _smem_bytes(c, itemsize, residual) + 1024 <= _SMEM_BYTES]
+    return fits or configs[-1:]
+
+
+@triton.jit
+def _epilogue_store(acc, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
+                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, SUB_N: tl.constexpr):
+    # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n).
+    if HAS_BIAS:
+        rn = off_n + tl.arange(0, SUB_N)
+        bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
+        acc += bias[None, :]
+    if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
+        acc = gelu_erf(acc)
+    if EPILOGUE == "gelu_tanh":
+        acc = gelu_tanh(acc)
+    if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
+        acc += r_desc.load([off_m, off_n]).to(tl.float32)  # out-of-range part reads 0
+    o_desc.store([off_m, off_n], acc.to(o_desc.dtype))  # out-of-range part is clipped
+
+
+# M only sizes the descriptors and the tile count: not specialising it on M % 16 halves the
+# compiles the autotuner does per (N, K, epilogue).
+@triton.jit(do_not_specialize=["M"])
+def _matmul_tma_kernel(
+    a_ptr,  # A [M, K], row stride stride_am, unit column stride, 16-B aligned
+    w_ptr,  # W [N, K] nn.Linear layout, row stride stride_wn, unit column stride, 16-B aligned
+    bias_ptr,  # bias [N], any stride (unused unless HAS_BIAS)
+    res_ptr,  # residual [M, N], row stride stride_rm (unused unless EPILOGUE adds it)
+    out_ptr,  # out [M, N], row stride stride_om; may be res_ptr itself (in-place residual add)
+    M, N, K,  # GEMM sizes
+    stride_am, stride_wn, stride_bias, stride_rm, stride_om,
+    HAS_BIAS: tl.constexpr,
+    EPILOGUE: tl.constexpr,  # one of EPILOGUES
+    NUM_SMS: tl.constexpr,  # programs launched (= SM count, or fewer when there are fewer tiles)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,  # row tiles per group of the tile order (L2 reuse)
+    EPI_SUBTILE: tl.constexpr,  # store the output tile as two [BLOCK_M, BLOCK_N/2] halves
+    WARP_SPEC: tl.constexpr,  # warp-specialise the tile loop (TMA producer / wgmma consumers)
+    FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
+):
+    tl.static_assert(not (WARP_SPEC and EPI_SUBTILE), "WARP_SPEC needs EPI_SUBTILE=False on sm_90")
+    SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
+    a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
+                                       block_shape=[BLOCK_M, BLOCK_K])
+    w_desc = tl.make_tensor_descriptor(w_ptr, shape=[N, K], strides=[stride_wn, 1],
+                                       block_shape=[BLOCK_N, BLOCK_K])
+    o_desc = tl.make_tensor_descriptor(out_ptr, shape=[M, N], strides=[stride_om, 1],
+                                       block_shape=[BLOCK_M, SUB_N])
+    r_desc = o_desc  # placeholder; only the residual epilogues read it
+    if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
+        r_desc = tl.make_tensor_descriptor(res_ptr, shape=[M, N], strides=[stride_rm, 1],
+                                           block_shape=[BLOCK_M, SUB_N])
+
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+    # The epilogue keeps its own tile counter: with the flattened loop the compiler may overlap
+    # the next tile's loads with this tile's epilogue, and a separate counter keeps them independent.
+    tile_id_c = tl.program_id(0) - NUM_SMS
+    for tile_id in tl.range(tl.program_id(0), num_tiles, NUM_SMS, flatten=FLATTEN,
+                            warp_specialize=WARP_SPEC):
+        pid_m, pid_n = grouped_tile(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        off_am = pid_m * BLOCK_M
+        off_wn = pid_n * BLOCK_N
+        # Per K step: TMA reads BLOCK_M*BLOCK_K + BLOCK_N*BLOCK_K elements (zero past K),
+        # then 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on wgmma into the fp32 accumulator.
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            a = a_desc.load([off_am, ki * BLOCK_K])  # [BLOCK_M, BLOCK_K]
+            w = w_desc.load([off_wn, ki * BLOCK_K])  # [BLOCK_N, BLOCK_K]
+            acc = tl.dot(a, w.T, acc)
+
+        tile_id_c += NUM_SMS
+        pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        if EPI_SUBTILE:
+            # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
+            acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
+            acc0, acc1 = tl.split(acc)
+            _epilogue_store(acc0, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
+                            HAS_BIAS, EPILOGUE, SUB_N)
+            _epilogue_store(acc1, off_m, off_n + SUB_N, N, bias_ptr, stride_bias, r_desc, o_desc,
+                            HAS_BIAS, EPILOGUE, SUB_N)
+        else:
+            _epilogue_store(acc, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
+                            HAS_BIAS, EPILOGUE, SUB_N)
+
+
+_KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
+_PRUNE = {"early_config_prune": prune_by_smem}
+_matmul_tma = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_matmul_tma_kernel)
+# out aliasing residual: autotuning must restore `out` after each timed run (see matmul.py).
+_matmul_tma_inplace = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
+                               restore_value=["out_ptr"])(_matmul_tma_kernel)
+
+
+# ------------------------------------------------------------------------------------ launcher
+def _alloc(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+    """Global scratch for device-side descriptors (128 B per descriptor per program)."""
+    return torch.empty(size, dtype=torch.int8, device="cpu" if INTERPRETER else "cuda")
+
+
+def _ensure_allocator() -> None:
+    """Install `_alloc` unless the caller already set an allocator.
+
+    triton keeps the allocator in a ContextVar, so a new thread starts with none: check per launch
+    (one ContextVar read) instead of once per process.
+    """
+    from triton.runtime import _allocation
+
+    current = getattr(_allocation, "_allocator", None)
+    if current is None or isinstance(current.get(), _allocation.NullAllocator):
+        triton.set_allocator(_alloc)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_ok(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 9
+
+
+@functools.lru_cache(maxsize=None)
+def _num_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
+    """`t` as a 2-D [rows, cols] view TMA can address (unit column stride, 16-B aligned base and
+    row stride), or None."""
+    if t.dim() == 3:
+        if t.shape[0] > 1 and t.stride(0) != t.shape[1] * t.stride(1):
+            return None
+        t = t.reshape(-1, t.shape[-1])  # a view, given the stride check
+    if t.dim() != 2 or (t.shape[1] > 1 and t.stride(1) != 1):
+        return None
+    es = t.element_size()
+    if t.data_ptr() % 16 or (t.stride(0) * es) % 16 or (t.shape[1] * es) % 16:
+        return None
+    return t
+
+
+def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "none",
+                 residual: object = None, out: object = None) -> bool:
+    """True when `matmul_tma` can run these arguments; False (never raises) otherwise."""
+    if INTERPRETER:
+        pass
+    elif not (isinstance(a, torch.Tensor) and a.is_cuda and _device_ok(a.device.index or 0)):
+        return False
+    if epilogue not in EPILOGUES or (residual is not None) != (epilogue in _RESIDUAL_EPILOGUES):
+        return False
+    tensors = [t for t in (a, w, bias, residual, out) if t is not None]
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return False
+    if not isinstance(a, torch.Tensor) or a.dim() not in (2, 3) or w.dim() != 2:
+        return False
+    if any(t.dtype != a.dtype or t.device != a.device for t in tensors) or a.dtype not in _TMA_DTYPES:
+        return False
+    K, N = a.shape[-1], w.shape[0]
+    if w.shape[1] != K or K == 0 or K % 8 or N % 8 or (bias is not None and tuple(bias.shape) != (N,)):
+        return False
+    out_shape = (*a.shape[:-1], N)
+    for t in (residual, out):
+        if t is not None and (tuple(t.shape) != out_shape or _rows2d(t) is None):
+            return False
+    return _rows2d(a) is not None and _rows2d(w) is not None
+
+
+def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+               epilogue: str = "none", residual: torch.Tensor | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """out = epilogue(a @ w.T + bias) on the Hopper TMA path; see `matmul` for the contract.
+
+    Raises VitbenchError when the arguments are wrong or not eligible (`tma_eligible`).
+    `out` may alias `residual` (same view) for an in-place residual add.
+    """
+    if epilogue not in EPILOGUES:
+        raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
+    a = check_tensor("a", a, ndim=(2, 3))
+    w = check_tensor("w", w, ndim=2)
+    if bias is not None:
+        bias = check_tensor("bias", bias, ndim=1, contiguous_last=False)
+    if epilogue in _RESIDUAL_EPILOGUES and residual is None:
+        raise VitbenchError(f"epilogue {epilogue!r} needs a residual tensor")
+    if epilogue not in _RESIDUAL_EPILOGUES and residual is not None:
+        raise VitbenchError(f"residual given but epilogue {epilogue!r} does not add it")
+    dtype = check_same_dtype(a=a, w=w, bias=bias, residual=residual)
+    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+        raise VitbenchError(
+            "matmul_tma: arguments not eligible for the TMA path (needs sm_90+, fp16/bf16, "
+            "K > 0 and K, N multiples of 8, rows with unit column stride and 16-byte aligned base/row "
+            f"stride); got a {tuple(a.shape)} {a.dtype}, w {tuple(w.shape)}; use matmul()")
+    N, K = w.shape
+    out_shape = (*a.shape[:-1], N)
+    inplace = False
+    if out is None:
+        out = torch.empty(out_shape, dtype=dtype, device=a.device)
+    else:
+        inplace = (residual is not None and out.data_ptr() == residual.data_ptr()
+                   and out.stride() == residual.stride())
+        others = {"a": a, "w": w, "bias": bias, "residual": None if inplace else residual}
+        out = check_out(out, out_shape, dtype, others)
+    a2, w2, o2 = _rows2d(a), _rows2d(w), _rows2d(out)
+    r2 = _rows2d(residual) if residual is not None else o2
+    M = a2.shape[0]
+    if M == 0 or N == 0:
+        return out
+    _ensure_allocator()
+    sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
+    kernel = _matmul_tma_inplace if inplace else _matmul_tma
+    # At most one program per SM. Each program's tile loop steps by NUM_SMS: with fewer tiles than
+    # SMs the grid shrinks to one program per tile and every loop runs exactly once.
+    grid = lambda meta: (min(sms, triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])),)  # noqa: E731,E501
+    kernel[grid](
+        a2, w2, bias if bias is not None else w2, r2, o2,
+        M, N, K,
+        a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
+        r2.stride(0), o2.stride(0),
+        HAS_BIAS=bias is not None, EPILOGUE=epilogue, NUM_SMS=sms,
+    )
+    return out
