@@ -25,6 +25,13 @@ def test_env_json_has_device_and_versions():
         assert info["device"]["sm_count"] > 0
 
 
+def test_env_records_vitbench_settings(monkeypatch):
+    monkeypatch.setenv("VITBENCH_MATMUL", "tma")
+    monkeypatch.setenv("VITBENCH_DEBUG", "1")
+    info = json.loads(runner.invoke(app, ["env", "--json"]).output)
+    assert info["settings"] == {"VITBENCH_MATMUL": "tma"}
+
+
 def test_env_table_says_interpreter_on_cpu():
     result = runner.invoke(app, ["env"], terminal_width=200)
     assert result.exit_code == 0

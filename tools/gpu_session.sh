@@ -5,6 +5,8 @@
 # Learned on 2026-11-27: the GPU test set needs ~6-8 min of compile+autotune even with -n 14,
 # so give `tests` a call of its own; the full model sweep (3 dtypes x 5 batches x 4 providers)
 # needs more than one 10-minute call (torch.compile ~15-20 s per batch size): use --resume.
+# The copied tree there has no .git: pass VITBENCH_GIT_COMMIT=$(git rev-parse HEAD) in the call so
+# run metadata names the commit (commit first).
 set -uo pipefail
 # The device image lacks pydantic: wheels carried in .whl (see README "Running on the lent GPU").
 if ls .whl/*.whl >/dev/null 2>&1; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass
@@ -68,8 +69,14 @@ def versions() -> dict[str, str | None]:
     }
 
 
+def settings() -> dict[str, str]:
+    """VITBENCH_* variables that change what runs (e.g. VITBENCH_MATMUL=tma), for the record."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith("VITBENCH_") and k not in ("VITBENCH_DEBUG", "VITBENCH_GIT_COMMIT")}
+
+
 def environment() -> dict:
-    """Device and versions as one flat-ish dict (used by `vitbench env` and run metadata)."""
+    """Device, versions and settings as one dict (used by `vitbench env` and run metadata)."""
     info = asdict(device_info())
-    return {"device": info, "versions": versions(),
+    return {"device": info, "versions": versions(), "settings": settings(),
             "note": INTERPRETER_NOTE if info["backend"] == "interpreter" else None}

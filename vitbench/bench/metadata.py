@@ -35,7 +35,8 @@ def config_hash(config: Any) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
-    """`git rev-parse HEAD` of the vitbench checkout (or `cwd`), None outside a git checkout."""
+    """`git rev-parse HEAD` of the vitbench checkout (or `cwd`); outside a git checkout (a copied
+    tree on a lent GPU), the VITBENCH_GIT_COMMIT variable, else None."""
     where = cwd or Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
@@ -44,7 +45,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
         )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("VITBENCH_GIT_COMMIT") or None
 
 
 def build_meta(suite: str, run_id: str, config: dict, peaks: dict) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def build_meta(suite: str, run_id: str, config: dict, peaks: dict) -> dict[str, 
         "backend": env["device"]["backend"],
         "device": env["device"],
         "versions": env["versions"],
+        "settings": env["settings"],
         "git_commit": git_commit(),
         "config": config,
         "config_hash": config_hash(config),

@@ -62,7 +62,8 @@ META_KEYS: dict[str, str] = {
     "backend": "cuda | interpreter",
     "device": "dict: vitbench.envinfo.DeviceInfo as a dict",
     "versions": "dict: python, torch, triton, transformers, vitbench",
-    "git_commit": "str or null",
+    "settings": "dict: VITBENCH_* variables that change what runs (e.g. VITBENCH_MATMUL=tma)",
+    "git_commit": "str or null (VITBENCH_GIT_COMMIT where the tree is not a git checkout)",
     "config": "dict: the resolved sweep config",
     "config_hash": "str: sha256 of the resolved config, first 12 hex digits",
     "peaks": "dict: copy_gbps (float|null), gemm_tflops {bf16, fp16, fp32, tf32: float|null}, "

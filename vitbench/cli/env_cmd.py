@@ -34,4 +34,6 @@ def env(
     table.add_row("backend", dev["backend"])
     for name, ver in info["versions"].items():
         table.add_row(name, str(ver))
+    for name, value in info["settings"].items():
+        table.add_row(name, value)
     console.print(table)
