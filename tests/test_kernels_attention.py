@@ -245,3 +245,20 @@ def test_gpu_agrees_with_torch_sdpa():
         q.float(), k.float(), v.float(), scale=0.1
     )
     check(out, sdpa, torch.bfloat16)
+
+
+def test_out_is_q_goes_through_a_temporary_so_reruns_see_the_original_q():
+    # The GPU autotuner reruns the kernel on the same arguments: writing q in place would corrupt
+    # the q that later runs read. Two calls in a row on fresh copies must agree with the reference.
+    q, k, v = (torch.randn(1, 2, 23, 16) for _ in range(3))
+    ref = torch.softmax(q.double() @ k.double().transpose(-1, -2) / 4.0, -1) @ v.double()
+    q_in = q.clone()
+    out = attention(q_in, k, v, out=q_in)
+    assert out.data_ptr() == q_in.data_ptr()
+    assert rel_err(out, ref) < 1e-5
+
+
+def test_too_many_heads_for_the_grid_is_a_user_error():
+    q = torch.randn(1, 65536, 1, 16)
+    with pytest.raises(VitbenchError, match="65535"):
+        attention(q, q, q)

@@ -354,3 +354,20 @@ def test_gpu_patch_embed_vit_b16(dtype, precision):
     out = poisoned((32, 196, 768), dtype, DEVICE)
     patch_embed(pixels, weight, bias, precision=precision, out=out)
     assert rel_err(out, patch_ref(pixels, weight, bias)) < tolerance(dtype, precision)
+
+
+def test_out_with_a_zero_stride_is_refused():
+    a, w = torch.randn(5, 8), torch.randn(4, 8)
+    with pytest.raises(VitbenchError, match="zero stride"):
+        matmul(a, w, out=torch.empty(4).expand(5, 4))
+
+
+def test_layouts_past_32_bit_offsets_are_refused():
+    from vitbench.kernels._common import check_int32_offsets
+
+    # Strided views spanning >= 2^31 elements inside one batch entry (meta tensors: no memory).
+    far = torch.empty(2, 4, 8, device="meta").as_strided((2, 4, 8), (1, 2**30, 1))
+    with pytest.raises(VitbenchError, match="32-bit"):
+        check_int32_offsets("a", far, from_dim=1)
+    check_int32_offsets("a", far[:, :2], from_dim=1)  # 2^30 + 7 < 2^31: fine
+    check_int32_offsets("a", far, from_dim=2)  # the far dim is indexed in int64: fine

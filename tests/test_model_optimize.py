@@ -146,3 +146,11 @@ def test_identity_head_gives_cls_state_as_logits():
     with torch.inference_mode():
         want, got = hf(pixel_values=x).logits, vitbench.optimize(hf)(x).logits
     assert got.shape == want.shape == (1, 64) and rel_err(got, want) <= 1e-4
+
+
+def test_outputs_are_ordinary_tensors_a_caller_may_modify():
+    torch.manual_seed(0)
+    opt = vitbench.optimize(ViTForImageClassification(hf_config("vit-tiny-test")).eval())
+    logits = opt(pixel_values=torch.rand(1, 3, 32, 32)).logits
+    assert not logits.is_inference()
+    logits /= 2.0  # raised "Inplace update to inference tensor" before

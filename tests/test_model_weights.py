@@ -172,3 +172,22 @@ def test_offline_hub_id_is_one_line_error_suggesting_random():
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "google/vit-base-patch16-224" in lines[0] and "--weights random" in lines[0]
     assert "HF_HUB_OFFLINE" in lines[0]
+
+
+def test_pooler_weights_beside_a_classifier_are_ignored_like_hf(tiny):
+    # A ViTForImageClassification checkpoint that also carries `vit.pooler.*` (HF drops them).
+    sd = dict(checkpoints.hf_model(tiny).state_dict())
+    prefix = "vit." if any(k.startswith("vit.") for k in sd) else ""
+    D = TINY.hidden_size
+    sd[f"{prefix}pooler.dense.weight"] = torch.randn(D, D)
+    sd[f"{prefix}pooler.dense.bias"] = torch.randn(D)
+    local, spec = to_local(sd, TINY)
+    assert spec.num_labels == TINY.num_labels and not spec.pooler
+    assert not any(k.startswith("pooler.") for k in local)
+
+
+def test_weights_directory_with_a_tilde_is_expanded(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    checkpoints.hf_model(tiny).save_pretrained(tmp_path / "ckpt")
+    loaded = checkpoints.load("~/ckpt", "vit-tiny-test")
+    _same_tensors(loaded.local, tiny.local)

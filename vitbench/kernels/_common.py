@@ -100,10 +100,22 @@ def check_out(
         raise VitbenchError(f"{name} must be contiguous (strides {out.stride()})")
     if out.device != device:
         raise VitbenchError(f"{name} is on {out.device} but the inputs are on {device}")
+    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+        raise VitbenchError(f"{name} has a zero stride (strides {out.stride()}): its elements overlap")
     for other, t in (disjoint_from or {}).items():
         if t is not None and overlaps(out, t):
             raise VitbenchError(f"{name} overlaps {other}; the kernel would read what it overwrites")
     return out
+
+
+def check_int32_offsets(name: str, t: torch.Tensor, from_dim: int = 0) -> None:
+    """Kernels index dims from `from_dim` on in int32: refuse layouts whose offsets would overflow."""
+    span = sum((n - 1) * abs(st) for n, st in zip(t.shape[from_dim:], t.stride()[from_dim:]) if n > 0)
+    if span >= 2**31:
+        raise VitbenchError(
+            f"{name} (shape {tuple(t.shape)}, strides {t.stride()}) spans {span} elements within "
+            f"one batch entry; the kernel indexes it with 32-bit offsets (< 2^31): make it contiguous"
+        )
 
 
 def rows_out(x: torch.Tensor, out: torch.Tensor, n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,8 @@ import triton.language as tl
 
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import (
-    autotune, check_out, check_precision, check_same_dtype, check_tensor, overlaps,
+    autotune, check_int32_offsets, check_out, check_precision, check_same_dtype, check_tensor,
+    overlaps,
 )
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
@@ -211,10 +212,9 @@ def attention_cost(B: int, H: int, T: int, d: int, itemsize: int) -> tuple[int, 
 def _check_out(out: object, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     # dtype is left to the caller (check_same_dtype, as for the inputs).
     out = check_out(out, q.shape, None, q.device, like="q's")
-    if any(s == 0 and n > 1 for n, s in zip(out.shape, out.stride())):
-        raise VitbenchError(f"out has a zero stride (strides {out.stride()}): its elements overlap")
     # Other programs still read k and v while this one writes: out must not alias them. out may
-    # be q itself (each program reads its q rows before writing the same rows), nothing partial.
+    # be q itself (the launcher then writes a temporary and copies it back: the autotuner reruns
+    # the kernel on the same arguments, which would read an overwritten q), nothing partial.
     # Checked by address span, so conservative: interleaved-but-disjoint views are refused too.
     same_as_q = out.data_ptr() == q.data_ptr() and out.stride() == q.stride()
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -266,6 +266,8 @@ def attention(
         raise VitbenchError(f"scale must be finite, got {scale}")
     dot_precision = check_precision(precision, dtype)
 
+    if B > 65535 or H > 65535:
+        raise VitbenchError(f"q has B={B}, H={H}; each must be at most 65535 (CUDA grid limit)")
     if out is None:
         out = torch.empty((B, H, T_q, d), dtype=dtype, device=q.device)
     else:
@@ -273,14 +275,19 @@ def attention(
         check_same_dtype(q=q, out=out)
     if out.numel() == 0:
         return out
+    for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
+        check_int32_offsets(name, t, from_dim=1)  # the batch term is int64 in the kernel
+    dst = torch.empty_like(out) if out.data_ptr() == q.data_ptr() else out
 
     grid = lambda meta: (triton.cdiv(T_q, meta["BLOCK_M"]), H, B)  # noqa: E731
     _attention_kernel[grid](
-        q, k, v, out,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        q, k, v, dst,
+        *q.stride(), *k.stride(), *v.stride(), *dst.stride(),
         T_q, T_k, scale * LOG2E,
         HEAD_DIM=d,
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         DOT_PRECISION=dot_precision,
     )
+    if dst is not out:
+        out.copy_(dst)
     return out

@@ -17,7 +17,9 @@ import triton.language as tl
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
-from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._common import (
+    autotune, check_int32_offsets, check_precision, check_same_dtype, check_tensor,
+)
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
 
@@ -127,6 +129,8 @@ def bmm(a: torch.Tensor, b: torch.Tensor, *, scale: float = 1.0, transpose_b: bo
         return out
     batch = out.numel() // (M * N)
     B1 = a.shape[1] if a.dim() == 4 else 1
+    for name, t in (("a", a), ("b", b), ("out", out)):
+        check_int32_offsets(name, t, from_dim=a.dim() - 2)  # batch terms are int64 in the kernel
 
     def grid(meta):
         return (batch * triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)

@@ -149,6 +149,7 @@ def load(weights: str, model: str) -> Checkpoint:
     """Resolve the CLI's --weights: 'random' (config of the named `model`), a directory, a hub id."""
     if weights == "random":
         return random_weights(hf_config(model))
+    weights = os.path.expanduser(weights)  # `--weights=~/ckpt` reaches us unexpanded
     if os.path.isdir(weights):
         return from_directory(weights)
     if weights.startswith((".", "/", "~")) or weights.count("/") > 1:

@@ -94,7 +94,8 @@ class OptimizedViT(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------
     def _forward(self, pixels: torch.Tensor):
-        with torch.inference_mode():
+        # no_grad, not inference_mode: outputs must be ordinary tensors a caller may modify.
+        with torch.no_grad():
             return self.vit(pixels)
 
     def forward(self, pixel_values: torch.Tensor | None = None, *, return_dict: bool | None = None,

@@ -128,6 +128,10 @@ def to_local(state_dict: Mapping[str, torch.Tensor], config) -> tuple[dict[str, 
     if unexpected:
         raise VitbenchError(f"unexpected keys in checkpoint ({layout} layout): {_listing(unexpected)}")
     local = {names[k]: v for k, v in state_dict.items()}
+    if any(k.startswith("head.") for k in local):
+        # HF's ViTForImageClassification has no pooler and ignores pooler weights in a
+        # checkpoint that also holds a classifier: do the same.
+        local = {k: v for k, v in local.items() if not k.startswith("pooler.")}
     spec = spec_from_hf_config(config, pooler=any(k.startswith("pooler.") for k in local),
                                head=any(k.startswith("head.") for k in local))
     shapes = expected_shapes(spec)
