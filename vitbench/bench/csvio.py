@@ -63,7 +63,40 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             raise VitbenchError(
                 f"{path}: columns differ from this vitbench version's; cannot resume into it"
             )
-        return list(reader)
+        rows = list(reader)
+    # A resumed run may hold a key twice (an errored row measured again): the last one wins.
+    return list({row_key(r): r for r in rows}.values())
+
+
+def retry_on_resume(row: dict[str, str]) -> bool:
+    """Rows that errored (OOM, compile crash) are measured again by --resume; deliberate
+    "skipped: <reason>" rows (the provider does not support the case) are not."""
+    error = row.get("error") or ""
+    return bool(error) and not error.startswith("skipped:")
+
+
+_INTS = {"schema_version", "batch", "size", "n", "flops", "bytes"}
+_FLOATS = {"median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "noise", "tflops", "gbps",
+           "pct_of_peak", "items_per_s", "speedup_vs_baseline", "max_rel_err", "compile_s"}
+
+
+def typed_row(row: dict[str, str]) -> dict[str, Any]:
+    """A row read back from the CSV with the types the runner writes (numbers, bool, None)."""
+    out: dict[str, Any] = {}
+    for col in COLUMNS:
+        v = row.get(col, "")
+        if col == "ok":
+            out[col] = v == "true"
+        elif v == "":
+            out[col] = None
+        elif col in _INTS or col in _FLOATS:
+            try:
+                out[col] = int(v) if col in _INTS else float(v)
+            except ValueError:
+                out[col] = None
+        else:
+            out[col] = v
+    return out
 
 
 class RowWriter:

@@ -13,10 +13,12 @@ import secrets
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import torch
 
 from vitbench.bench.schema import SCHEMA_VERSION
-from vitbench.envinfo import environment
+from vitbench.envinfo import environment, settings
 
 
 def utc_now() -> str:
@@ -64,8 +66,56 @@ def build_meta(suite: str, run_id: str, config: dict, peaks: dict) -> dict[str, 
         "config": config,
         "config_hash": config_hash(config),
         "peaks": peaks,
+        "sdpa_backends": sdpa_backends(env["device"]["backend"] == "cuda"),
         "note": env["note"],
     }
+
+
+def sdpa_backends(on_gpu: bool) -> dict[str, bool] | None:
+    """Which scaled_dot_product_attention backends torch may pick (None without a GPU)."""
+    if not on_gpu:
+        return None
+    found = {}
+    for name in ("flash", "mem_efficient", "math", "cudnn"):
+        fn = getattr(torch.backends.cuda, f"{name}_sdp_enabled", None)
+        if fn is not None:
+            found[name] = bool(fn())
+    return found
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as stored in the metadata (JSON: tuples become lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def resume_mismatch(meta: dict, config: dict, keys: Sequence[str]) -> str | None:
+    """Why rows measured now would not be comparable with the run's (None: they are).
+
+    Compares the VITBENCH_* settings and the config entries named in `keys`; "name.*" compares
+    each entry of the dict config[name] that both runs have (entries only in one are other cases,
+    e.g. a config file of another op)."""
+    old_s, new_s = meta.get("settings") or {}, settings()
+    for k in sorted(set(old_s) | set(new_s)):
+        if old_s.get(k) != new_s.get(k):
+            return (f"setting {k} was {old_s.get(k, 'unset')!r} when the run started, "
+                    f"now {new_s.get(k, 'unset')!r}")
+    old_c = meta.get("config") or {}
+    for key in keys:
+        if key.endswith(".*"):
+            name = key[:-2]
+            old, new = old_c.get(name) or {}, config.get(name) or {}
+            for sub in sorted(set(old) & set(new)):
+                if not _same(old[sub], new[sub]):
+                    return f"config {name} entry {sub!r} differs from the run's"
+        elif not _same(old_c.get(key), config.get(key)):
+            return (f"config {key} was {_short(old_c.get(key))} when the run started, "
+                    f"now {_short(config.get(key))}")
+    return None
 
 
 def write_meta(path: Path, meta: dict) -> None:

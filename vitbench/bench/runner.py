@@ -23,12 +23,13 @@ API (stable; suites build `Case`s and `Provider`s and call `run_suite`). `Case`,
     modules) belongs in prepare(); compile_s = prepare() + the first call (JIT, autotune).
 
 ``run_suite(suite, cases, providers, *, out_dir, timer="cold", resume=False, config=None,
-repeats=None, progress=True, console=None, seed=0) -> RunResult``
+repeats=None, progress=True, console=None, seed=0, baseline=None, resume_keys=None) -> RunResult``
     1. measures the peaks once (`peaks.measure_peaks`), writes ``<suite>-<run_id>.meta.json``;
     2. per case, inside torch.inference_mode() and the case's TF32 mode: fresh inputs, then the
        reference (before any provider runs, so it may still set ``case.tolerance``), then per
-       provider: prepare, the correctness gate (freed memory of the output's size filled with
-       NaN first, so an unwritten output fails), warm-up outside timing;
+       provider: prepare, the correctness gate (several freed blocks of each output's size
+       filled with NaN first, so an unwritten output fails; besides the norm, every element must
+       be within `measure.elem_limit` x max|ref|), warm-up outside timing;
     3. times the providers interleaved in a new shuffled order every round (A B, B A, ...),
        repetitions adapted to ``repeats.budget_s`` within [min_reps, max_reps];
     4. writes the case's rows (`schema.COLUMNS`) to ``<suite>-<run_id>.csv`` and raw samples to
@@ -40,7 +41,16 @@ repeats=None, progress=True, console=None, seed=0) -> RunResult``
     an error has ok=false and empty timings. Ctrl-C (KeyboardInterrupt) or SIGTERM keeps every
     finished case, closes the files and re-raises KeyboardInterrupt.
     ``resume=True`` appends to the newest ``<suite>-*.csv`` in out_dir and skips rows whose
-    ROW_KEY is already there (the run id, peaks and metadata of that run are kept).
+    ROW_KEY is already there (the run id, peaks and metadata of that run are kept); rows that
+    errored (OOM, compile crash; not "skipped: ..." ones) are measured again, and readers take
+    the last row per ROW_KEY. It refuses (VitbenchError) when the VITBENCH_* settings or a
+    config entry named in ``resume_keys`` differ from the run's metadata (`metadata.
+    resume_mismatch`; "name.*" compares each entry of a dict that both runs have, e.g. config
+    files); lists of cases (batches, dtypes, providers, ops) may differ, that is what resume is for.
+    ``baseline`` names the provider speedups are against (default: config["baseline"], else the
+    provider with is_baseline), so its rows already in the CSV count when it is not selected;
+    ``resume_keys`` defaults to config["resume_keys"]. The final summary covers every row of the
+    run, kept and new.
     ``timer`` is a name from `timers.TIMERS` or a `timers.Timer`; in the interpreter only "host".
 
 ``Repeats(budget_s=0.25, min_reps=10, max_reps=1000, warmup_s=0.03, min_warmup=2)``: timed wall
@@ -72,7 +82,7 @@ from vitbench.bench import csvio, peaks as peaks_mod
 from vitbench.bench.case import Case, Provider, Repeats
 from vitbench.bench.measure import Slot, error_text, max_rel_err, precision_mode, run_case
 from vitbench.bench.metadata import (
-    build_meta, config_hash, new_run_id, read_meta, utc_now, write_meta,
+    build_meta, config_hash, new_run_id, read_meta, resume_mismatch, utc_now, write_meta,
 )
 from vitbench.bench.progress import case_progress
 from vitbench.bench.schema import SCHEMA_VERSION
@@ -146,6 +156,8 @@ def run_suite(
     progress: bool = True,
     console: Console | None = None,
     seed: int = 0,
+    baseline: str | None = None,
+    resume_keys: Sequence[str] | None = None,
 ) -> RunResult:
     """Measure every (case, provider); see the module docstring."""
     if not providers:
@@ -164,20 +176,28 @@ def run_suite(
     config = config or {}
     dev_name = device_info().name
 
-    existing: dict[tuple, dict[str, str]] = {}
+    if resume_keys is None:
+        resume_keys = config.get("resume_keys") or []
+    existing: dict[tuple, dict[str, str]] = {}  # last row per ROW_KEY of the resumed run
+    done: set[tuple] = set()  # keys not measured again (all but error rows)
     meta = None
     found = csvio.latest_run(out, suite) if resume else None
     if found:
         run_id, _ = found
         csv_path, meta_path, samples_path = csvio.run_paths(out, suite, run_id)
-        for r in csvio.read_rows(csv_path):
-            existing[csvio.row_key(r)] = r
+        existing = {csvio.row_key(r): r for r in csvio.read_rows(csv_path)}
+        done = {k for k, r in existing.items() if not csvio.retry_on_resume(r)}
         meta = read_meta(meta_path)
         if meta and meta.get("device", {}).get("name") not in (None, dev_name):
             raise VitbenchError(f"{csv_path}: measured on {meta['device']['name']}, "
                                 f"not on this device ({dev_name}); resume there or start anew")
-        console.print(f"resuming run {run_id}: {len(existing)} rows already in {csv_path}",
-                      soft_wrap=True)
+        differs = resume_mismatch(meta, config, resume_keys) if meta else None
+        if differs:
+            raise VitbenchError(f"{csv_path}: cannot resume, {differs}; restore it or start a "
+                                "new run (without --resume)")
+        again = len(existing) - len(done)
+        console.print(f"resuming run {run_id}: {len(existing)} rows already in {csv_path}"
+                      + (f" ({again} errored, measured again)" if again else ""), soft_wrap=True)
     else:
         run_id = new_run_id()
         csv_path, meta_path, samples_path = csvio.run_paths(out, suite, run_id)
@@ -196,7 +216,8 @@ def run_suite(
                       f"with ({chash} vs {meta['config_hash']}); new rows carry {chash}",
                       soft_wrap=True)
 
-    baseline = next((p.name for p in providers if p.is_baseline), None)
+    baseline = (baseline or config.get("baseline")
+                or next((p.name for p in providers if p.is_baseline), None))
     ctx = {"run_id": run_id, "timer": tm.name, "device": dev_name, "peaks": peaks,
            "config_hash": chash, "baseline": baseline}
     result = RunResult(run_id, csv_path, meta_path, samples_path, peaks=peaks)
@@ -209,7 +230,7 @@ def run_suite(
         with case_progress(len(cases), console, enabled=progress) as bar:
             for case in cases:
                 bar.start(f"{case.op} {case.case} {case.dtype} {case.shape_str}")
-                todo = [p for p in providers if _key(case, p.name, tm.name) not in existing]
+                todo = [p for p in providers if _key(case, p.name, tm.name) not in done]
                 result.skipped += len(providers) - len(todo)
                 if todo:
                     slots = run_case(case, todo, tm, case.repeats or reps, rng)
@@ -225,7 +246,8 @@ def run_suite(
                                          f"{r['provider']}: IQR/median {100 * r['noise']:.0f}%")
                 bar.advance()
     except KeyboardInterrupt:
-        console.print(f"[bold yellow]interrupted:[/] {len(existing) + len(result.rows)} rows kept "
+        kept = len(set(existing) | {csvio.row_key(r) for r in result.rows})
+        console.print(f"[bold yellow]interrupted:[/] {kept} rows kept "
                       f"in {csv_path}; rerun with --resume to finish", soft_wrap=True)
         raise
     finally:
@@ -234,7 +256,9 @@ def run_suite(
             signal.signal(signal.SIGTERM, old_term)
     meta["finished"] = utc_now()
     write_meta(meta_path, meta)
-    print_summary(result.rows, console, baseline)
+    every = {k: csvio.typed_row(r) for k, r in existing.items()}
+    every.update((csvio.row_key(r), r) for r in result.rows)  # a new row replaces an old one
+    print_summary(list(every.values()), console, baseline)
     if noisy:
         console.print(f"[yellow]warning:[/] {noisy} row(s) noisy: IQR/median > "
                       f"{100 * NOISE_WARN:.0f}% (see the noise column)", soft_wrap=True)

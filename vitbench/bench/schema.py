@@ -68,5 +68,7 @@ META_KEYS: dict[str, str] = {
     "config_hash": "str: sha256 of the resolved config, first 12 hex digits",
     "peaks": "dict: copy_gbps (float|null), gemm_tflops {bf16, fp16, fp32, tf32: float|null}, "
              "measured on this device in this run",
+    "sdpa_backends": "dict {flash, mem_efficient, math, cudnn: bool} of the SDPA backends torch "
+                     "may use (torch.backends.cuda.*_sdp_enabled), null without a GPU",
     "note": "str or null: e.g. the interpreter's 'timings not representative'",
 }

@@ -36,7 +36,7 @@ def _cell(r: dict[str, Any]) -> str:
 def print_summary(rows: list[dict[str, Any]], console: Console, baseline: str | None) -> None:
     """Per case: median, TFLOP/s or GB/s, % of peak, speedup vs baseline, correctness."""
     if not rows:
-        console.print("no new rows measured")
+        console.print("no rows measured")
         return
     providers = list(dict.fromkeys(r["provider"] for r in rows))
     cases: dict[tuple, dict[str, dict]] = {}

@@ -187,6 +187,9 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
     resolved = {
         "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "providers": prov_names,
         "timer": timer, "files": resolved_files,
+        "baseline": next(n for n, p in PROVIDER_TABLE.items() if p.is_baseline),
+        # --resume refuses when the timer or a config file both runs read differ
+        "resume_keys": ["timer", "files.*"],
     }
     return SuitePlan(SUITE, cases, providers_by_name(prov_names), timer, resolved, notes)
 
