@@ -152,6 +152,18 @@ def check_precision(precision: str, dtype: torch.dtype) -> str:
     return precision if dtype == torch.float32 else "ieee"
 
 
+# Autotuning times each config for ~TUNE_REP_MS after TUNE_WARMUP_MS (Triton's defaults are
+# 25 / 100 ms): a sweep autotunes every new shape, and at 10-15 configs per shape the defaults
+# made tuning, not measuring, the bulk of a suite's time. 40 ms still averages ~40 runs of a
+# 1 ms kernel and thousands of a small one.
+TUNE_WARMUP_MS, TUNE_REP_MS = 10, 40
+
+
+def _tune_bench(kernel_call: Callable, quantiles) -> list[float]:
+    return triton.testing.do_bench(kernel_call, warmup=TUNE_WARMUP_MS, rep=TUNE_REP_MS,
+                                   quantiles=quantiles)
+
+
 def autotune(configs: list[triton.Config], key: list[str], **kwargs) -> Callable:
     """`triton.autotune` on a GPU; under the interpreter, the first config, fixed.
 
@@ -161,6 +173,7 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs) -> Callable
 
     def decorate(fn):
         if not INTERPRETER:
+            kwargs.setdefault("do_bench", _tune_bench)
             return triton.autotune(configs=configs, key=key, **kwargs)(fn)
         return _FixedConfig(fn, configs[0])
 
