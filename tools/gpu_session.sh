@@ -1,43 +1,86 @@
 #!/usr/bin/env bash
-# One device-machine session: env, GPU tests, then the suites, each under a time limit so that a
-# slow step cannot eat the call. Results go to results/<device slug>; logs and a tarball to $OUT.
-#   bash tools/gpu_session.sh tests|model|kernels|gemm|profile [seconds]
-# Learned on 2026-11-27: the GPU test set needs ~6-8 min of compile+autotune even with -n 14,
-# so give `tests` a call of its own; the full model sweep (3 dtypes x 5 batches x 4 providers)
-# needs more than one 10-minute call (torch.compile ~15-20 s per batch size): use --resume.
-# The copied tree there has no .git: pass VITBENCH_GIT_COMMIT=$(git rev-parse HEAD) in the call so
-# run metadata names the commit (commit first).
+# One device-machine call, as parallel lanes: one lane per GPU, each a list of steps run in order,
+# every step under `timeout` of what is left of the call's budget (a step cut short still writes
+# its measured rows: the runners treat SIGTERM like Ctrl-C).
+#
+#   bash tools/gpu_session.sh BUDGET_S "GPU: step step ..." ["GPU: step ..."] ...
+#
+# Steps:
+#   tests                  the `gpu` pytest set (timer-vs-profiler checks first, alone), junit xml
+#   model:DTYPES[:tma]     vitbench model, batches 1..256, every provider (:tma -> VITBENCH_MATMUL=tma,
+#                          providers triton + hf-sdpa only); fp32 runs precision ieee and tf32
+#   kernels:OP+OP          vitbench kernels --op OP,OP --providers triton,torch
+#   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
+#   profile:B+B            vitbench profile at each batch
+# Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
+# so --resume continues there in the next call); logs per lane. At the end results/_scratch/gpu
+# and the logs go to $OUT/results.tgz.
+#
+# Example (4 GPUs):
+#   VITBENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/gpu_session.sh 570 "0: gemm profile:1+256" \
+#     "1: model:bf16" "2: model:fp32" "3: tests"
+# Learned on 2026-11-27: the GPU test set needs ~6-8 min of compile+autotune with -n 14; a model
+# sweep of one dtype (5 batches x 4 providers) ~4-5 min (torch.compile ~15-20 s per batch size).
+# The copied tree there has no .git: pass VITBENCH_GIT_COMMIT=<hash> so run metadata names the
+# commit (commit first).
 set -uo pipefail
 # The device image lacks pydantic: wheels carried in .whl (see README "Running on the lent GPU").
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1
+export PYTHONPATH=.:/tmp/site PYTHONUNBUFFERED=1 COLUMNS=160
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-step=$1; budget=${2:-500}
-start=$(date +%s)
-left() { echo $(( budget - ($(date +%s) - start) )); }
-python3 -m vitbench env | tee -a "$OUT/env.txt"
-case $step in
-  tests)
-    # Timer-vs-profiler checks alone first (no other process on the GPU), then the rest in parallel.
-    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py 2>&1 | tee "$OUT/gputests_bench.txt" | tail -15
-    timeout "$(left)" python3 -m pytest -q -m gpu -n 14 -p no:cacheprovider tests --deselect tests/test_bench_gpu.py \
-      -rfE --junitxml="$OUT/gputests.xml" 2>&1 | tee "$OUT/gputests.txt" | tail -40
-    ;;
-  model)
-    timeout "$(left)" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "${DTYPES:-bf16,fp16,fp32}" --resume --no-progress 2>&1 | tee -a "$OUT/model.log" | tail -80
-    ;;
-  kernels)
-    timeout "$(left)" python3 -m vitbench kernels --op "${OPS:-all}" --providers "${PROVIDERS:-triton,torch}" --resume --no-progress 2>&1 | tee -a "$OUT/kernels.log" | tail -80
-    ;;
-  gemm)
-    timeout "$(left)" python3 tools/gemm_ab.py 2>&1 | tee -a "$OUT/gemm_ab.txt" | tail -60
-    ;;
-  profile)
-    for b in ${BATCHES:-1 256}; do
-      timeout "$(left)" python3 -m vitbench profile --batch "$b" --out "$OUT/profile-b$b" 2>&1 | tee -a "$OUT/profile.txt" | tail -40
-    done
-    ;;
-esac
-tar czf "$OUT/results.tgz" results
+RES=results/_scratch/gpu; LOGS=$RES/logs; mkdir -p "$LOGS"
+budget=$1; shift
+deadline=$(( $(date +%s) + budget ))
+left() { echo $(( deadline - $(date +%s) )); }
+python3 -m vitbench env | tee -a "$LOGS/env.txt"
+nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv | tee -a "$LOGS/env.txt"
+
+step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set by the lane)
+  local s=$1 t; t=$(left)
+  [ "$t" -gt 20 ] || { echo "skip $s: out of time"; return; }
+  IFS=: read -r kind arg flag <<<"$s"
+  local dir="$RES/${s//[:+]/-}"; mkdir -p "$dir"
+  echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
+  case $kind in
+    tests)
+      timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
+        --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
+      timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-12}" -p no:cacheprovider tests \
+        --deselect tests/test_bench_gpu.py -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
+    model)
+      local extra=()
+      [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
+      if [ "$flag" = tma ]; then
+        VITBENCH_MATMUL=tma timeout "$t" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "$arg" \
+          --providers triton,hf-sdpa --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40
+      else
+        timeout "$t" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "$arg" \
+          --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40
+      fi ;;
+    kernels)
+      timeout "$t" python3 -m vitbench kernels --op "${arg//+/,}" --providers "${PROVIDERS:-triton,torch}" \
+        --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
+    gemm)
+      timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
+    profile)
+      for b in ${arg//+/ }; do
+        timeout "$(left)" python3 -m vitbench profile --batch "$b" --out "$dir" 2>&1 | head -45
+      done ;;
+    *) echo "unknown step $s" ;;
+  esac
+}
+
+lane() {  # lane "GPU: step step ..."
+  local gpu=${1%%:*} steps=${1#*:}
+  (
+    export CUDA_VISIBLE_DEVICES=$gpu
+    for s in $steps; do step "$s"; done
+  ) >"$LOGS/lane$gpu.log" 2>&1
+}
+
+for spec in "$@"; do lane "$spec" & done
+wait
+for f in "$LOGS"/lane*.log; do echo "##### $f"; tail -c 2500 "$f"; done
+tar czf "$OUT/results.tgz" "$RES"
