@@ -40,6 +40,12 @@ def model(
         "--no-graphs", help="Run the triton provider without CUDA graphs (graphs are on by "
                             "default on a GPU).",
     )] = False,
+    cls_only: Annotated[Optional[bool], typer.Option(
+        "--cls-only/--no-cls-only", help="Triton provider, checkpoints with a classifier head: "
+                                         "the last layer computes only the CLS row after its "
+                                         "attention, as only logits are compared and timed "
+                                         "(default: the config's, on).",
+    )] = None,
     precision: Annotated[Optional[str], typer.Option(
         "--precision", help="fp32 rows only: ieee (exact fp32 matmuls, default) and/or tf32, "
                             "comma separated; each gets its own labelled rows.",
@@ -64,5 +70,5 @@ def model(
 
     plan = plan_model(batch=batch, model=model_name, dtype=dtype, providers=providers,
                       config=config, weights=weights, graphs=not no_graphs, timer=timer,
-                      precision=precision, compile_mode=compile_mode)
+                      precision=precision, compile_mode=compile_mode, cls_only=cls_only)
     run(plan, out=out, resume=resume, no_progress=no_progress)

@@ -65,9 +65,12 @@ class GraphRunner:
             static_out = self.fn(static_in)
         # Capture records kernels without running them: poison the outputs so a replay that fails
         # to write an element shows NaN instead of a stale value.
-        for t in _tensors(static_out):
-            if t.is_floating_point():
-                t.fill_(float("nan"))
+        # (inference tensors, e.g. from a forward under torch.inference_mode, only take in-place
+        # writes inside inference mode.)
+        with torch.inference_mode():
+            for t in _tensors(static_out):
+                if t.is_floating_point():
+                    t.fill_(float("nan"))
         captured = _Captured(graph, static_in, static_out)
         self._graphs[self._key(x)] = captured
         return captured

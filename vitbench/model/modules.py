@@ -14,6 +14,11 @@ Per encoder layer, 7 kernel launches, no per-head Python loop (T tokens, A = H*d
   h   = matmul(m, W2, b2, epilogue=residual(h))        [B, T, D]    residual fused, in place, 2BTMD
 Head: final layernorm over all tokens (last_hidden_state); pooler tanh(dense(CLS)) and the
 classifier on the CLS row read it through a strided [B, D] view (no copy).
+logits_only=True (a model with a classifier head; only logits come back): the last layer's
+layernorm and QKV GEMM still cover all T tokens (attention needs every key and value), but its
+attention runs the CLS query alone against the T keys (4BTA FLOPs, not 4BT^2A), and its
+out-projection, ln2, FC1 and FC2 (2BAD + 4BDM) and the final layernorm run on the B CLS rows only,
+read and updated in place through a strided [B, 1, D] view of h. Same launches, minus the pooler.
 Weights live in buffers (module.to(device/dtype) moves them); q/k/v are fused at load time.
 """
 
@@ -65,18 +70,23 @@ class Block(nn.Module):
             self.register_buffer(name + "_w", w[p + name + ".weight"].clone())  # [N, K]
             self.register_buffer(name + "_b", w[p + name + ".bias"].clone())  # [N]
 
-    def forward(self, h: torch.Tensor, precision: str) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, precision: str, *, cls_only: bool = False) -> torch.Tensor:
+        """Returns h after this layer; with cls_only, only its CLS rows: a [B, 1, D] view of h
+        (rows 1..T-1 still hold the layer's input: only keys and values are read from them)."""
         B, T, D = h.shape
         H, d = self.heads, self.head_dim
         y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
         qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
         q, k, v = qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, d], strided
-        ctx = torch.empty(B, T, H, d, dtype=h.dtype, device=h.device)  # [B, T, H, d] = [B, T, A]
+        if cls_only:  # from here on, the CLS row only: query [B, H, 1, d], residual [B, 1, D]
+            q, h = q[:, :, :1], h[:, :1]
+        Tq = q.shape[2]  # query rows: T, or 1
+        ctx = torch.empty(B, Tq, H, d, dtype=h.dtype, device=h.device)  # [B, Tq, H, d] = [B, Tq, A]
         attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision)
-        h = matmul(ctx.view(B, T, H * d), self.o_w, self.o_b, epilogue="residual",
+        h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual",
                    residual=h, out=h, precision=precision)  # h += attn @ Wo^T + bo
-        y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, T, D]
-        m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, T, M]
+        y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, Tq, D]
+        m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, Tq, M]
         return matmul(m, self.fc2_w, self.fc2_b, epilogue="residual",
                       residual=h, out=h, precision=precision)  # h += fc2(m)
 
@@ -96,15 +106,26 @@ class TritonViT(nn.Module):
         self.register_buffer("head_w", w["head.weight"].clone() if spec.num_labels else None)  # [L, D]
         self.register_buffer("head_b", w["head.bias"].clone() if spec.num_labels else None)  # [L]
 
-    def forward(self, pixels: torch.Tensor):
+    def forward(self, pixels: torch.Tensor, *, logits_only: bool = False):
         """pixels [B, C, H, W] in the weights' dtype -> (last_hidden_state [B, T, D],
-        pooler_output [B, P] or None, logits [B, L] or None)."""
+        pooler_output [B, P] or None, logits [B, L] or None).
+
+        logits_only=True, on a model with a classifier head: (None, None, logits), the last layer
+        computed past its attention for the CLS row only (module docstring). Without a head it
+        changes nothing (there is nothing to skip): the full outputs come back.
+        """
         prec = self.precision
+        cls_only = logits_only and self.head_w is not None
         h = self.embed(pixels, prec)  # [B, T, D], residual stream, updated in place
-        for block in self.blocks:
-            h = block(h, prec)
-        out = layernorm(h, self.norm_w, self.norm_b, self.spec.eps)  # [B, T, D]
-        cls = out[:, 0]  # [B, D], row stride T*D (matmul reads strided rows)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            h = block(h, prec, cls_only=cls_only and i == last)
+        if cls_only:
+            h = h[:, :1]  # [B, 1, D] (already so after the last layer; also with no layers)
+        out = layernorm(h, self.norm_w, self.norm_b, self.spec.eps)  # [B, T, D] ([B, 1, D])
+        cls = out[:, 0]  # [B, D], strided rows (matmul reads them; no copy)
+        if cls_only:
+            return None, None, matmul(cls, self.head_w, self.head_b, precision=prec)  # [B, L]
         pooled = logits = None
         if self.pooler_w is not None:
             # TODO(vitbench#6): a tanh epilogue in matmul would make this one launch.

@@ -7,7 +7,9 @@ One case per (dtype, precision, batch): op = model name, case = "b<batch>", item
 (items_per_s = images/s). Every provider runs the same weights (one checkpoint, converted) on the
 same pixels (uniform in [-1, 1], like a normalised image) and returns logits (last_hidden_state
 for a headless checkpoint). Providers (all in eval mode, under torch.inference_mode, same dtype):
-  triton         vitbench.model.TritonViT; on a GPU replayed from a CUDA graph (off: --no-graphs)
+  triton         vitbench.model.TritonViT; on a GPU replayed from a CUDA graph (off: --no-graphs);
+                 with a head, logits_only=True: the last layer computes only the CLS row after
+                 its attention (off: --no-cls-only); FLOPs stay the full forward's for every row
   hf-eager       HF model, attn_implementation="eager"
   hf-sdpa        HF model, attn_implementation="sdpa" (the speedup baseline column)
   torch-compile  torch.compile(HF sdpa model, mode=compile_mode, dynamic=False), recompiled per
@@ -103,12 +105,13 @@ def _reference(models: ModelCache, case: ModelCase, x: torch.Tensor) -> torch.Te
     return ref
 
 
-def _prepare_triton(models: ModelCache, graphs: bool, case: ModelCase, x: torch.Tensor):
+def _prepare_triton(models: ModelCache, graphs: bool, cls_only: bool, case: ModelCase,
+                    x: torch.Tensor):
     model = models.get("triton", x.dtype, case.precision_kernels)
 
     def forward(px: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return _pick(model(px))
+            return _pick(model(px, logits_only=cls_only))  # no effect without a head
 
     if not graphs:
         return lambda: forward(x)
@@ -139,9 +142,10 @@ def _prepare_compile(models: ModelCache, mode: str, case: ModelCase, x: torch.Te
     return fn
 
 
-def build_providers(names: list[str], models: ModelCache, *, graphs: bool, compile_mode: str) -> list[Provider]:
+def build_providers(names: list[str], models: ModelCache, *, graphs: bool, compile_mode: str,
+                    cls_only: bool = False) -> list[Provider]:
     make: dict[str, Callable] = {
-        "triton": functools.partial(_prepare_triton, models, graphs),
+        "triton": functools.partial(_prepare_triton, models, graphs, cls_only),
         "hf-eager": functools.partial(_prepare_hf, models, "eager"),
         "hf-sdpa": functools.partial(_prepare_hf, models, "sdpa"),
         "torch-compile": functools.partial(_prepare_compile, models, compile_mode),
@@ -201,8 +205,10 @@ def default_config_path() -> Path | None:
 def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str | None = None,
                providers: str | None = None, config: str | Path | None = None,
                weights: str | None = None, graphs: bool = True, timer: str | None = None,
-               precision: str | None = None, compile_mode: str | None = None) -> ModelPlan:
-    """Resolve what to run from the sweep file and the command-line overrides."""
+               precision: str | None = None, compile_mode: str | None = None,
+               cls_only: bool | None = None) -> ModelPlan:
+    """Resolve what to run from the sweep file and the command-line overrides (None: the
+    file's value)."""
     notes: list[str] = []
     batches = parse_positive_ints(batch, "batch") if batch is not None else None
     dtypes = parse_choices(dtype, "dtype", DTYPES) if dtype is not None else None
@@ -234,6 +240,8 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
         notes.append("interpreter: bf16 tl.dot is wrong in Triton's interpreter (triton#11584); "
                      "expect bf16 triton rows to fail the gate")
     ckpt = checkpoints.load(weights or cfg.weights, name)
+    # what the triton provider really runs: a headless checkpoint has no CLS-only path
+    use_cls = (cfg.cls_only if cls_only is None else cls_only) and ckpt.spec.num_labels > 0
     label = model or (name if (weights or cfg.weights) == "random" else _weights_label(weights or cfg.weights))
     models = ModelCache(ckpt)
     reps = cfg.repeats.to_repeats() if ON_GPU else None
@@ -241,19 +249,20 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
     resolved = {
         "suite": SUITE, "model": label, "weights": ckpt.source, "hf_config": ckpt.config.to_dict(),
         "batches": batches, "dtypes": dtypes, "precisions": precs, "providers": provs,
-        "baseline": BASELINE, "graphs": use_graphs, "compile_mode": mode, "timer": timer,
+        "baseline": BASELINE, "graphs": use_graphs, "cls_only": use_cls, "compile_mode": mode,
+        "timer": timer,
         "attention": {"hf-eager": "eager", "hf-sdpa": "sdpa", "torch-compile": "sdpa"},
         "reference": "HF eager float64",
         "gate": f"rel_err <= {FP32_LIMIT} for fp32 ieee, else <= max({FP32_LIMIT}, {HF_FACTOR} x "
                 "max(HF eager, HF SDPA) rel_err in the dtype); max|out-ref| <= min(10 x that, 0.25) "
                 "x max|ref|",
         # --resume refuses when these differ from the run's (batches, dtypes, ... may differ)
-        "resume_keys": ["model", "weights", "hf_config", "graphs", "compile_mode", "timer",
-                        "attention", "reference", "gate"],
+        "resume_keys": ["model", "weights", "hf_config", "graphs", "cls_only", "compile_mode",
+                        "timer", "attention", "reference", "gate"],
     }
     for k in ("transformers_version", "id2label", "label2id"):  # noise in the config hash
         resolved["hf_config"].pop(k, None)
-    runners = build_providers(provs, models, graphs=use_graphs, compile_mode=mode)
+    runners = build_providers(provs, models, graphs=use_graphs, compile_mode=mode, cls_only=use_cls)
     return ModelPlan(suite=SUITE, cases=cases, providers=runners, timer=timer, config=resolved,
                      notes=notes, label=label, ckpt=ckpt)
 

@@ -9,6 +9,7 @@
     providers: [triton, hf-eager, hf-sdpa, torch-compile]
     compile_mode: reduce-overhead   # torch.compile mode of the torch-compile provider
     graphs: true                    # CUDA graphs for the triton provider (GPU only)
+    cls_only: true                  # triton: last layer past attention on the CLS row only
     timer: cold                     # cold | warm | graph | host
     repeats: {budget_s: 1.0, min_reps: 10, max_reps: 300, warmup_s: 0.1}
     interpreter:                    # overrides used without a GPU (Triton interpreter)
@@ -84,6 +85,7 @@ class ModelConfig(Strict):
     providers: list[ProviderName] = Field(default_factory=lambda: list(PROVIDERS), min_length=1)
     compile_mode: CompileMode = "reduce-overhead"
     graphs: bool = True
+    cls_only: bool = True  # logits only: the triton provider's last layer skips non-CLS rows
     timer: TimerName = "cold"
     repeats: ModelRepeatsSpec = Field(default_factory=ModelRepeatsSpec)
     interpreter: Overrides = Field(default_factory=lambda: Overrides(
