@@ -9,7 +9,7 @@ over --rounds rounds and the median of the per-round medians is reported.
     python tools/gemm_ab.py                        # bf16, batch 8 32 256
     python tools/gemm_ab.py --batch 256 --dtype fp16 --rounds 5
 
-Providers: default = vitbench matmul (pointer kernel; VITBENCH_MATMUL is ignored here),
+Providers: default = vitbench matmul's pointer kernel (VITBENCH_MATMUL is ignored here),
 tma = vitbench matmul_tma, cublas = F.linear (GEMM + bias only), unfused = F.linear then the
 epilogue in torch (GELU / + residual), i.e. what the fused kernels replace.
 Targets (issue #6): tma >= 0.95x cublas per GEMM; fused kernels >= 1.2x unfused.
@@ -98,7 +98,7 @@ def main() -> int:
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gemm_ab.py needs a CUDA GPU")
-    matmul_mod.USE_TMA = False  # "default" must be the pointer kernel even with VITBENCH_MATMUL=tma
+    matmul_mod.MODE = "pointer"  # "default" must be the pointer kernel whatever VITBENCH_MATMUL says
     dt, dev = DTYPES[args.dtype], torch.device("cuda")
     print(f"{torch.cuda.get_device_name()}  {args.dtype}  torch {torch.__version__}  triton {triton.__version__}")
     head = (f"{'batch':>5} {'gemm':5} {'epilogue':9} | {'default':>8} {'tma':>8} {'cublas':>8} {'unfused':>8} ms"

@@ -172,9 +172,46 @@ def _rows(t: torch.Tensor) -> tuple[int, int]:
     return (t.stride(0), t.stride(1)) if t.dim() == 3 else (0, t.stride(0))
 
 
-# Opt-in Hopper TMA path (kernels/matmul_tma.py), read once: VITBENCH_MATMUL=tma sends the calls
-# it can run there (see tma_eligible); the rest, and every call without the variable, stay here.
-USE_TMA: bool = os.environ.get("VITBENCH_MATMUL", "").strip().lower() == "tma"
+# Which kernel runs the calls that the Hopper TMA path (kernels/matmul_tma.py) can take (see
+# tma_eligible), read once from VITBENCH_MATMUL: "auto" (default) times both kernels on the first
+# call of each shape and keeps the faster (kernels/_dispatch.py); "pointer" never uses the TMA
+# kernel; "tma" always does. The interpreter always runs the pointer kernel ("auto" times nothing).
+MATMUL_MODES = ("auto", "pointer", "tma")
+MODE: str = os.environ.get("VITBENCH_MATMUL", "").strip().lower() or "auto"
+
+
+def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
+    """True when this call goes to matmul_tma (MODE and, for "auto", the per-shape timing)."""
+    if MODE not in MATMUL_MODES:
+        raise VitbenchError(f"VITBENCH_MATMUL={MODE!r}: choose one of {', '.join(MATMUL_MODES)}")
+    if MODE == "pointer" or (MODE == "auto" and INTERPRETER):
+        return False
+    from vitbench.kernels.matmul_tma import tma_eligible
+
+    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+        return False
+    if MODE == "tma":
+        return True
+    from vitbench.kernels import _dispatch
+    from vitbench.kernels.matmul_tma import matmul_tma
+
+    inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
+               and out.stride() == residual.stride())
+    key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
+           inplace, a.device)
+    hit = _dispatch.lookup(key)
+    if hit is not None:
+        return hit == "tma"
+    # Timed on scratch outputs (the in-place variant on a copy of the residual): the real out and
+    # residual are written only by the call that follows.
+    res = residual.clone() if inplace else residual
+    scratch = res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
+    kw = dict(epilogue=epilogue, residual=res, out=scratch)
+    pick = _dispatch.fastest(key, {
+        "pointer": lambda: _matmul_pointer(a, w, bias, precision="ieee", **kw),
+        "tma": lambda: matmul_tma(a, w, bias, **kw),
+    })
+    return pick == "tma"
 
 
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -187,11 +224,18 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless precision="tf32".
     `out` may alias `residual` (same view) for an in-place residual add.
     """
-    if USE_TMA and precision in ("ieee", "tf32"):
-        from vitbench.kernels.matmul_tma import matmul_tma, tma_eligible
+    if (precision in ("ieee", "tf32") and isinstance(a, torch.Tensor)
+            and a.dtype in (torch.float16, torch.bfloat16) and _tma_route(a, w, bias, epilogue, residual, out)):
+        from vitbench.kernels.matmul_tma import matmul_tma
 
-        if tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
-            return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out)
+        return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out)
+    return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
+
+
+def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+                    epilogue: str = "none", residual: torch.Tensor | None = None,
+                    precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
+    """matmul() on the pointer kernel (this file's), whatever VITBENCH_MATMUL says."""
     if epilogue not in EPILOGUES:
         raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
     a = check_tensor("a", a, ndim=(2, 3), contiguous_last=False)

@@ -94,8 +94,9 @@ TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
 
 
 def _smem_bytes(c: triton.Config, itemsize: int, residual: bool) -> int:
-    """Shared memory: operand ring (stages x (A + W) tiles) + output staging tile, + a residual
-    tile unless warp-specialised (there the compiler reuses the staging buffer).
+    """Shared memory: operand ring (stages x (A + W) tiles) + output staging tile, + one more
+    tile for a residual unless warp-specialised (the residual's register-layout conversion goes
+    through shared memory: compiled offline, it adds 0.5-1 tile; this counts 1).
 
     Within 1 KB below the compiler's figure (barriers etc.) for every Hopper config (sm_90, bf16,
     compiled offline); the prune keeps that 1 KB margin.
@@ -115,8 +116,9 @@ def prune_by_smem(configs, named_args, **kwargs):
 
 
 @triton.jit
-def _epilogue_store(acc, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
-                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, SUB_N: tl.constexpr):
+def _epilogue_store(acc, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
+                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, BLOCK_M: tl.constexpr,
+                    SUB_N: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n).
     if HAS_BIAS:
         rn = off_n + tl.arange(0, SUB_N)
@@ -127,7 +129,15 @@ def _epilogue_store(acc, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
     if EPILOGUE == "gelu_tanh":
         acc = gelu_tanh(acc)
     if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
-        acc += r_desc.load([off_m, off_n]).to(tl.float32)  # out-of-range part reads 0
+        # The residual comes in through plain masked loads, not a TMA descriptor. With a
+        # descriptor load, every residual GEMM with more tiles than programs came out wrong on an
+        # H100 (2026-11-27, rel err inf; one tile per program and the other epilogues were right).
+        # Suspected cause: the residual tile shared a shared-memory buffer with the previous
+        # tile's still-running asynchronous TMA store. Plain loads use no shared memory.
+        rm = off_m + tl.arange(0, BLOCK_M)
+        rn = off_n + tl.arange(0, SUB_N)
+        r_ptrs = res_ptr + rm.to(tl.int64)[:, None] * stride_rm + rn[None, :]
+        acc += tl.load(r_ptrs, mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
     o_desc.store([off_m, off_n], acc.to(o_desc.dtype))  # out-of-range part is clipped
 
 
@@ -159,10 +169,6 @@ def _matmul_tma_kernel(
                                        block_shape=[BLOCK_N, BLOCK_K])
     o_desc = tl.make_tensor_descriptor(out_ptr, shape=[M, N], strides=[stride_om, 1],
                                        block_shape=[BLOCK_M, SUB_N])
-    r_desc = o_desc  # placeholder; only the residual epilogues read it
-    if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
-        r_desc = tl.make_tensor_descriptor(res_ptr, shape=[M, N], strides=[stride_rm, 1],
-                                           block_shape=[BLOCK_M, SUB_N])
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
@@ -190,13 +196,13 @@ def _matmul_tma_kernel(
             # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
             acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
             acc0, acc1 = tl.split(acc)
-            _epilogue_store(acc0, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
-                            HAS_BIAS, EPILOGUE, SUB_N)
-            _epilogue_store(acc1, off_m, off_n + SUB_N, N, bias_ptr, stride_bias, r_desc, o_desc,
-                            HAS_BIAS, EPILOGUE, SUB_N)
+            _epilogue_store(acc0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
+            _epilogue_store(acc1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
+                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
         else:
-            _epilogue_store(acc, off_m, off_n, N, bias_ptr, stride_bias, r_desc, o_desc,
-                            HAS_BIAS, EPILOGUE, SUB_N)
+            _epilogue_store(acc, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
