@@ -9,7 +9,8 @@
 #   tests                  the `gpu` pytest set (timer-vs-profiler checks first, alone), junit xml
 #   model:DTYPES[:tma]     vitbench model, batches 1..256, every provider (:tma -> VITBENCH_MATMUL=tma,
 #                          providers triton + hf-sdpa only); fp32 runs precision ieee and tf32
-#   kernels:OP+OP          vitbench kernels --op OP,OP --providers triton,torch
+#   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
+#                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
 #   profile:B+B            vitbench profile at each batch
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
@@ -41,14 +42,16 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   local s=$1 t; t=$(left)
   [ "$t" -gt 20 ] || { echo "skip $s: out of time"; return; }
   IFS=: read -r kind arg flag <<<"$s"
-  local dir="$RES/${s//[:+]/-}"; mkdir -p "$dir"
+  local dir="$RES/$(echo "$s" | tr ':+@' '---')"; mkdir -p "$dir"
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
     tests)
       timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
         --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
-      timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-12}" -p no:cacheprovider tests \
-        --deselect tests/test_bench_gpu.py -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
+      # only the files that hold gpu tests (the others import plotly/selenium, absent there)
+      timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-12}" -p no:cacheprovider \
+        $(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py) \
+        -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)
       local extra=()
       [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
@@ -59,9 +62,11 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         timeout "$t" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "$arg" \
           --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40
       fi ;;
-    kernels)
-      timeout "$t" python3 -m vitbench kernels --op "${arg//+/,}" --providers "${PROVIDERS:-triton,torch}" \
-        --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
+    kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
+      local cfg=()
+      [[ $arg == *@* ]] && cfg=(--config "configs/kernels/${arg#*@}.yaml")
+      timeout "$t" python3 -m vitbench kernels --op "$(echo "${arg%@*}" | tr + ,)" "${cfg[@]}" \
+        --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     profile)
