@@ -156,7 +156,8 @@ def test_kernel_config_file_edit_blocks_resume(tmp_path, monkeypatch):
     out = tmp_path / "out"
     run_kernels(plan_kernels(config=cfg), out_dir=out, progress=False)
     plan = plan_kernels(config=cfg, providers="torch,triton")  # more providers: fine
-    assert plan.config["resume_keys"] == ["timer", "files.*"] and plan.config["baseline"] == "torch"
+    assert plan.config["resume_keys"] == ["timer", "hold", "files.*"]
+    assert plan.config["baseline"] == "torch"
     res = run_kernels(plan, out_dir=out, resume=True, progress=False)
     assert res.skipped == 1 and [r["provider"] for r in res.rows] == ["triton"]
     cfg.write_text(text.replace("T: 5", "T: 6"))

@@ -17,7 +17,7 @@ import torch
 from vitbench._backend import HAS_CUDA, INTERPRETER
 from vitbench.bench.case import Case, Provider, Repeats, torch_dtype
 from vitbench.bench.stats import Stats, summarize
-from vitbench.bench.timers import Timer
+from vitbench.bench.timers import HOLD_MAX_RECORDS, HOLD_MAX_S, HOLD_MIN_S, Timer
 from vitbench.numerics import rel_err
 
 _ON_GPU = HAS_CUDA and not INTERPRETER
@@ -30,6 +30,7 @@ class Slot:
     provider: Provider
     fn: Callable[[], Any] | None = None
     est_s: float = 0.0
+    host_s: float = 0.0  # host time of one call alone (enqueue, no synchronisation), warm-up mean
     compile_s: float | None = None
     err: float | None = None
     gate_ok: bool = False
@@ -170,12 +171,29 @@ def _gate(case: Case, slot: Slot, inputs: Any, ref: Any, reps: Repeats) -> None:
     slot.gate_ok = slot.err <= limit  # NaN compares False: never passes
     del out
     # Warm-up outside timing (autotuning already ran in the first call); estimate per-call time.
-    calls, t_start = 0, time.perf_counter()
+    calls, host, t_start = 0, 0.0, time.perf_counter()
     while calls < reps.min_warmup or time.perf_counter() - t_start < reps.warmup_s:
+        t_call = time.perf_counter()
         slot.fn()
+        host += time.perf_counter() - t_call
         _sync()
         calls += 1
     slot.est_s = (time.perf_counter() - t_start) / calls if calls else slot.compile_s
+    slot.host_s = host / calls if calls else slot.compile_s
+
+
+# Holding the GPU while the host enqueues a chunk (timers with hold=True; see vitbench.bench.
+# timers): the hold is HOLD_FACTOR x the expected host time to enqueue the chunk, within
+# [HOLD_MIN_S, HOLD_MAX_S]. Expected: per round, the previous chunk's measured enqueue time; for
+# the first chunk, the warm-up's host time per call plus RECORD_HOST_S per repetition (events,
+# flush launch).
+HOLD_FACTOR = 1.5
+RECORD_HOST_S = 30e-6
+
+
+def hold_seconds(per_round_s: float, rounds: int) -> float:
+    """How long to hold the GPU before a chunk of `rounds` rounds of `per_round_s` host time."""
+    return min(HOLD_MAX_S, max(HOLD_MIN_S, HOLD_FACTOR * per_round_s * rounds))
 
 
 def _time_interleaved(slots: list[Slot], timer: Timer, reps: Repeats, rng: random.Random) -> None:
@@ -193,11 +211,19 @@ def _time_interleaved(slots: list[Slot], timer: Timer, reps: Repeats, rng: rando
     n = reps.max_reps if per_round <= 0 else int(reps.budget_s / per_round)
     n = max(reps.min_reps, min(reps.max_reps, n))
     chunk = max(1, min(50, int(0.02 / per_round) if per_round > 0 else 50))
+    holding = bool(getattr(timer, "hold", False))
+    if holding:  # keep a held chunk inside the launch queue (else the host blocks on it)
+        chunk = max(1, min(chunk, HOLD_MAX_RECORDS // len(live)))
+    # host time to enqueue one round: the warm-up's estimate until a chunk has been measured
+    enqueue_round_s = sum(s.host_s for s in live) + len(live) * RECORD_HOST_S
     deadline = time.perf_counter() + 4 * reps.budget_s + 2.0
     done = 0
     while done < n and live:
         handles: dict[int, list[Any]] = {id(s): [] for s in live}
-        for _ in range(min(chunk, n - done)):
+        rounds = min(chunk, n - done)
+        timer.hold_for(hold_seconds(enqueue_round_s, rounds))  # outside every start/end pair
+        t_enqueue = time.perf_counter()
+        for _ in range(rounds):
             order = live[:]
             rng.shuffle(order)
             timer.begin_round()
@@ -208,6 +234,7 @@ def _time_interleaved(slots: list[Slot], timer: Timer, reps: Repeats, rng: rando
                     handles[id(s)].append(timer.record(s.fn))
                 except Exception as exc:
                     s.error = error_text(exc)
+        enqueue_round_s = (time.perf_counter() - t_enqueue) / rounds
         try:
             for s in live:
                 if s.error is None:
@@ -215,7 +242,7 @@ def _time_interleaved(slots: list[Slot], timer: Timer, reps: Repeats, rng: rando
         except Exception as exc:  # an asynchronous device error: cannot tell whose
             for s in live:
                 s.error = s.error or error_text(exc)
-        done += chunk
+        done += rounds
         live = [s for s in live if s.error is None]
         if done >= reps.min_reps and time.perf_counter() > deadline:
             break

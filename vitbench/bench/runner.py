@@ -22,8 +22,9 @@ API (stable; suites build `Case`s and `Provider`s and call `run_suite`). `Case`,
     return the output(s) to check. Everything slow (torch.compile, graph capture, building
     modules) belongs in prepare(); compile_s = prepare() + the first call (JIT, autotune).
 
-``run_suite(suite, cases, providers, *, out_dir, timer="cold", resume=False, config=None,
-repeats=None, progress=True, console=None, seed=0, baseline=None, resume_keys=None) -> RunResult``
+``run_suite(suite, cases, providers, *, out_dir, timer="cold", hold=False, resume=False,
+config=None, repeats=None, progress=True, console=None, seed=0, baseline=None, resume_keys=None)
+-> RunResult``
     1. measures the peaks once (`peaks.measure_peaks`), writes ``<suite>-<run_id>.meta.json``;
     2. per case, inside torch.inference_mode() and the case's TF32 mode: fresh inputs, then the
        reference (before any provider runs, so it may still set ``case.tolerance``), then per
@@ -52,6 +53,10 @@ repeats=None, progress=True, console=None, seed=0, baseline=None, resume_keys=No
     ``resume_keys`` defaults to config["resume_keys"]. The final summary covers every row of the
     run, kept and new.
     ``timer`` is a name from `timers.TIMERS` or a `timers.Timer`; in the interpreter only "host".
+    ``hold=True`` makes a named device timer sleep the GPU while the host enqueues each chunk of
+    repetitions, so launch latency never lands inside a sample (`timers` docstring; the kernels
+    suite uses it, the model suite does not; ignored for a `Timer` instance and by "host"). A
+    suite that holds records it in its config and resume_keys, so --resume keeps it alike.
 
 ``Repeats(budget_s=0.25, min_reps=10, max_reps=1000, warmup_s=0.03, min_warmup=2)``: timed wall
     time per case (all providers together) and its clamps; ``Repeats.for_backend()`` gives the
@@ -150,6 +155,7 @@ def run_suite(
     *,
     out_dir: str | Path,
     timer: str | Timer = "cold",
+    hold: bool = False,
     resume: bool = False,
     config: dict | None = None,
     repeats: Repeats | None = None,
@@ -166,7 +172,7 @@ def run_suite(
     if len(set(names)) != len(names):
         raise VitbenchError(f"provider names repeat: {names}")
     console = console or Console(stderr=True)
-    tm = timer if isinstance(timer, Timer) else make_timer(timer)
+    tm = timer if isinstance(timer, Timer) else make_timer(timer, hold=hold)
     reps = repeats or Repeats.for_backend()
     out = Path(out_dir)
     try:

@@ -1,5 +1,6 @@
 """What every suite shares after its config is read: where configs and results live, the plan
-(cases + providers + timer + resolved config + notes) and running it through the engine.
+(cases + providers + timer and its hold + resolved config + notes) and running it through the
+engine.
 
   plan = plan_kernels(...) or plan_model(...)   # a SuitePlan
   run_plan(plan, out_dir=None)                  # notes, summary line, then rows in the CSV
@@ -54,6 +55,9 @@ class SuitePlan:
     timer: str
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # device timers sleep the GPU while the host enqueues each chunk (vitbench.bench.timers):
+    # on for kernels (device time only), off for end-to-end work whose launch time counts
+    hold: bool = False
 
     def summary(self) -> str | None:
         """One line printed before the run (None: nothing)."""
@@ -74,4 +78,5 @@ def run_plan(plan: SuitePlan, *, out_dir: str | Path | None = None, resume: bool
         console.print(summary, soft_wrap=True)
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     return run_suite(plan.suite, plan.cases, plan.providers, out_dir=out, timer=plan.timer,
-                     resume=resume, config=plan.config, progress=progress, console=console)
+                     hold=plan.hold, resume=resume, config=plan.config, progress=progress,
+                     console=console)

@@ -34,6 +34,7 @@ from vitbench.suites.kernel_specs import OP_SPECS
 from vitbench.suites.options import check_choice, parse_choices
 
 SUITE = "kernels"
+HOLD = True  # kernels are timed on the device alone: hold the GPU while the host enqueues
 INTERPRETER_DTYPE_NOTE = ("interpreter: fp32 only unless --dtype is given "
                           "(Triton's interpreter computes bf16 tl.dot wrongly, triton#11584)")
 
@@ -187,11 +188,14 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
     resolved = {
         "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "providers": prov_names,
         "timer": timer, "files": resolved_files,
+        # device timers hold the GPU while the host enqueues (launch latency out of the samples)
+        "hold": HOLD,
         "baseline": next(n for n, p in PROVIDER_TABLE.items() if p.is_baseline),
-        # --resume refuses when the timer or a config file both runs read differ
-        "resume_keys": ["timer", "files.*"],
+        # --resume refuses when the timer, its hold or a config file both runs read differ
+        "resume_keys": ["timer", "hold", "files.*"],
     }
-    return SuitePlan(SUITE, cases, providers_by_name(prov_names), timer, resolved, notes)
+    return SuitePlan(SUITE, cases, providers_by_name(prov_names), timer, resolved, notes,
+                     hold=HOLD)
 
 
 def _display(path: Path) -> str:
