@@ -1,6 +1,7 @@
 """Jit building blocks shared by the kernels (inlined by Triton: no call overhead).
 
 GEMM kernels (matmul, bmm, patch_embed): the grouped tile order and the strided K loop.
+TF32 dots (matmul, bmm, patch_embed, attention): operand rounding to the nearest TF32 value.
 Row kernels (layernorm, softmax): the block of rows one program owns.
 """
 
@@ -33,6 +34,42 @@ def grouped_tile(
 
 
 @triton.jit
+def round_tf32(x):
+    # fp32 -> nearest TF32 value (10-bit mantissa), ties away from zero: what PTX
+    # cvt.rna.tf32.f32 does, and what cuBLAS / PyTorch do to fp32 operands of a TF32 GEMM.
+    # Why: with input_precision="tf32", tl.dot feeds the raw fp32 bits to the tensor core, which
+    # just ignores (truncates) the low 13 mantissa bits; truncation errs by up to 1 TF32 ulp, always
+    # towards zero, rounding by half that with no bias, so our TF32 error was ~2x cuBLAS's. Rounding
+    # first gives the same operands as cuBLAS (the tensor core then drops only zero bits).
+    # How: add half a TF32 ulp (bit 12) to the bit pattern and clear the 13 dropped bits; a carry
+    # out of the mantissa bumps the exponent, which is the correct rounding (1.11..1 -> 2.0, and
+    # values within half an ulp of FLT_MAX -> inf, as cvt.rna). +-0, +-inf and subnormals come out
+    # right by the same arithmetic. NaNs would not (a NaN whose payload sits in the low 13 bits
+    # would become inf), so NaNs keep their bits plus the quiet bit (bit 22): still NaN once the
+    # tensor core drops the low bits.
+    # Cost: add, and, plus the NaN compare/or/select: 5 ALU ops per loaded element, emitted only
+    # where tf32_operand asks for it (fp32 operands of a "tf32" dot). On sm_90 the larger cost is
+    # structural: tiles now pass through registers, so the B tile is written back to shared
+    # memory before each wgmma, the MMA is no longer left in flight across iterations and the
+    # pipeline keeps 2 stages instead of 3 (compiled TTGIR, triton 3.6). Measure tf32 speed.
+    bits = x.to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x1000) & 0xFFFFE000
+    bits = tl.where(x != x, bits | 0x400000, rounded)
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def tf32_operand(x, PRECISION: tl.constexpr):
+    # x rounded to TF32 (round_tf32) if it is an fp32 operand of a PRECISION dot that runs in
+    # TF32; unchanged otherwise. Both conditions are compile-time: "ieee" dots and fp16/bf16
+    # operands compile exactly as without this call.
+    if PRECISION == "tf32":
+        if x.dtype == tl.float32:
+            x = round_tf32(x)
+    return x
+
+
+@triton.jit
 def dot_k_loop(
     a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K block of A (rows always valid)
     b_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K block of B (columns always valid)
@@ -55,6 +92,9 @@ def dot_k_loop(
             k_left = K - k * BLOCK_K
             a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
             b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        # fp32 + "tf32": round both operands to nearest TF32 (cuBLAS parity; no-op otherwise)
+        a = tf32_operand(a, PRECISION)
+        b = tf32_operand(b, PRECISION)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk

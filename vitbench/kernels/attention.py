@@ -20,7 +20,9 @@ the output projection reads it as a plain [B*T, H*d] matrix.
 
 Precision: dots accumulate in fp32. fp16/bf16 inputs feed the tensor cores directly (p is rounded
 to the input dtype before p v, as every flash kernel does). fp32 inputs use exact "ieee" dots by
-default on the GPU too (slow, no tensor cores); `precision="tf32"` opts in to tf32.
+default on the GPU too (slow, no tensor cores); `precision="tf32"` opts in to tf32, with q, k,
+p and v rounded to the nearest TF32 value before their dots (`_tiles.round_tf32`, as cuBLAS rounds
+its operands; the tensor core alone would truncate them, doubling the error).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from vitbench.kernels._common import (
     autotune, check_int32_offsets, check_out, check_precision, check_same_dtype, check_tensor,
     overlaps,
 )
+from vitbench.kernels._tiles import tf32_operand
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
 MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill
@@ -110,6 +113,7 @@ def _attend_block(
 ):
     # read k, v blocks: 2*BLOCK_N*d*itemsize bytes (from L2 after the head's first query block)
     k = _load_tile(k_ptrs, n_ok, d_ok, MASK_N, MASK_D)
+    k = tf32_operand(k, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 (q already is)
     # s = q k^T: 2*BLOCK_M*BLOCK_N*d FLOPs
     s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
     if MASK_N:
@@ -120,9 +124,12 @@ def _attend_block(
     p = tl.math.exp2(s - m_new[:, None])  # [BLOCK_M, BLOCK_N] in [0, 1]
     l_i = l_i * alpha + tl.sum(p, 1)
     v = _load_tile(v_ptrs, n_ok, d_ok, MASK_N, MASK_D)  # masked rows are 0, never NaN garbage
+    v = tf32_operand(v, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32
     # acc = acc * alpha + p v: 2*BLOCK_M*BLOCK_N*d FLOPs
     acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+    # fp32 "tf32": p (computed here in fp32) rounded to nearest TF32 too, as cuBLAS would
+    p = tf32_operand(p.to(v.dtype), DOT_PRECISION)
+    acc = tl.dot(p, v, acc, input_precision=DOT_PRECISION)
     return acc, l_i, m_new
 
 
@@ -169,6 +176,7 @@ def _attention_kernel(
     # read q block once: BLOCK_M*d*itemsize bytes; padded rows/cols read as 0
     q_ptrs = q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
     q = _load_tile(q_ptrs, m_ok, d_ok, True, MASK_D)
+    q = tf32_operand(q, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 once, reused per block
 
     k_ptrs = k_base + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
     v_ptrs = v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd

@@ -19,7 +19,7 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
-from vitbench.kernels._tiles import grouped_tile
+from vitbench.kernels._tiles import grouped_tile, tf32_operand
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
 
 
@@ -91,6 +91,9 @@ def _patch_embed_kernel(
         else:
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             b = tl.load(w_ptrs, mask=kk[:, None] < K, other=0.0)
+        # fp32 + "tf32": round both operands to nearest TF32 (cuBLAS parity; no-op otherwise)
+        a = tf32_operand(a, PRECISION)
+        b = tf32_operand(b, PRECISION)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
 
     if HAS_BIAS:
