@@ -15,12 +15,16 @@ def _cold_vs_profiler(fn, kernel_substring: str, reps: int = 30) -> tuple[float,
 
     from vitbench.bench.timers import make_timer
 
-    timer = make_timer("cold")
+    # As the kernels suite times (hold=True): the GPU sleeps while the host enqueues the reps. On
+    # 2026-11-27, without the hold and with sweeps running on the host's other GPUs, the host fell
+    # behind (the profiler adds to each launch) and the medians read 15-45% above the profiler's.
+    timer = make_timer("cold", hold=True)
     for _ in range(5):  # warm-up: compile + autotune outside the measured launches
         fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
         handles = []
+        timer.hold_for(0.05)  # the longest hold: covers the host enqueueing all reps
         for _ in range(reps):
             timer.begin_round()
             handles.append(timer.record(fn))

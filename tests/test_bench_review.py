@@ -284,3 +284,13 @@ def test_sdpa_backends_recorded(tmp_path):
 def test_sdpa_backends_on_gpu(tmp_path):
     meta = json.loads(run([mm_case(8)], [good()], tmp_path).meta_path.read_text())
     assert meta["sdpa_backends"]["flash"] == torch.backends.cuda.flash_sdp_enabled()
+
+
+def test_git_commit_variable_wins_over_the_checkout(monkeypatch):
+    # A copied tree can carry a stale .git: the commit the user names is the one recorded.
+    from vitbench.bench.metadata import git_commit
+
+    monkeypatch.setenv("VITBENCH_GIT_COMMIT", "0123abc")
+    assert git_commit() == "0123abc"
+    monkeypatch.delenv("VITBENCH_GIT_COMMIT")
+    assert git_commit() != "0123abc"

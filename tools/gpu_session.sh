@@ -49,7 +49,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
         --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
       # only the files that hold gpu tests (the others import plotly/selenium, absent there)
-      timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-12}" -p no:cacheprovider \
+      # VITBENCH_MATMUL=pointer: the auto GEMM choice times both kernels at every new shape, which
+      # made the set twice as slow; the TMA kernel and the auto choice have their own gpu tests.
+      VITBENCH_MATMUL=pointer timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         $(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py) \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)

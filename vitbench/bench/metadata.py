@@ -37,8 +37,11 @@ def config_hash(config: Any) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
-    """`git rev-parse HEAD` of the vitbench checkout (or `cwd`); outside a git checkout (a copied
-    tree on a lent GPU), the VITBENCH_GIT_COMMIT variable, else None."""
+    """The VITBENCH_GIT_COMMIT variable when set (a copied tree, e.g. on a lent GPU, may carry a
+    stale .git: on 2026-11-27 one did, and runs recorded its old HEAD); else `git rev-parse HEAD`
+    of the vitbench checkout (or `cwd`); else None."""
+    if os.environ.get("VITBENCH_GIT_COMMIT"):
+        return os.environ["VITBENCH_GIT_COMMIT"]
     where = cwd or Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
@@ -47,7 +50,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
         )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("VITBENCH_GIT_COMMIT") or None
+        return None
 
 
 def build_meta(suite: str, run_id: str, config: dict, peaks: dict) -> dict[str, Any]:
