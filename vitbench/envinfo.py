@@ -70,7 +70,7 @@ def versions() -> dict[str, str | None]:
 
 
 def settings() -> dict[str, str]:
-    """VITBENCH_* variables that change what runs (e.g. VITBENCH_MATMUL=tma), for the record."""
+    """VITBENCH_* variables that change what runs (e.g. VITBENCH_MATMUL=pointer), for the record."""
     return {k: v for k, v in sorted(os.environ.items())
             if k.startswith("VITBENCH_") and k not in ("VITBENCH_DEBUG", "VITBENCH_GIT_COMMIT")}
 

@@ -27,16 +27,18 @@ and row stride (so K % 8 == 0, and N % 8 == 0 for the output/residual). Otherwis
 
 Cost: as matmul.py (`matmul_cost`): 2*M*N*K FLOPs; s*(M*K + N*K + M*N [+ N] [+ M*N]) bytes.
 
-A/B against the default kernel (unmeasured until then, so it is opt-in), on an H100:
-    python tools/gemm_ab.py                     # ViT GEMMs, batch 8/32/256: default, tma, F.linear,
+How matmul() uses it (VITBENCH_MATMUL, read once when vitbench.kernels.matmul is imported):
+"auto" (default) times this kernel and the pointer kernel on the first call of each shape that
+`tma_eligible` accepts and keeps the faster (kernels/_dispatch.py); "tma" always sends eligible
+calls here; "pointer" never does. Measured on an H100 (docs/performance.md, steps 3-4): faster
+than the pointer kernel for the large QKV/FC1/FC2 GEMMs, not for every small one.
+A/B on a GPU:
+    python tools/gemm_ab.py                     # ViT GEMMs, batch 8/32/256: pointer, tma, F.linear,
                                                 # unfused torch; checked, then timed interleaved
-    vitbench kernels --op matmul --dtype bf16 --out results/ab-default
-    VITBENCH_MATMUL=tma vitbench kernels --op matmul --dtype bf16 --out results/ab-tma
-    VITBENCH_MATMUL=tma vitbench model ...      # the whole model with the TMA linears
-VITBENCH_MATMUL is read once, when vitbench.kernels.matmul is imported; with it, matmul() sends the
-calls `tma_eligible` accepts here and keeps the rest (fp32, odd strides). The CSV rows still say
-provider "triton": keep the two runs in separate --out folders. Offline (no GPU), check that every
-config still compiles to wgmma + TMA without spills: python tools/matmul_tma_compile.py
+    VITBENCH_MATMUL=pointer vitbench model ... --out results/ab-pointer   # vs the default (auto)
+The CSV rows say provider "triton" either way (the mode is in the run metadata's settings): keep
+the runs in separate --out folders. Offline (no GPU), check that every config still compiles to
+wgmma + TMA without spills: python tools/matmul_tma_compile.py
 """
 
 from __future__ import annotations
