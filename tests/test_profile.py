@@ -80,15 +80,47 @@ def test_launchers_are_restored_and_kernel_names_exist(run):
         assert hasattr(importlib.import_module(where), kernel), (launcher, kernel)
 
 
-def test_group_attaches_costs_by_name_and_alias():
-    launches = [P.Launch("_matmul_kernel", 100, 10), P.Launch("_matmul_kernel", 50, 5)]
-    rows = P._group([("_matmul_tma_kernel", 3.0), ("_matmul_tma_kernel", 1.0), ("memcpy", 4.0)],
+def test_group_attaches_costs_by_kernel_name():
+    launches = [P.Launch("_matmul_kernel", 100, 10), P.Launch("_matmul_tma_kernel", 50, 5)]
+    rows = P._group([("_matmul_tma_kernel", 3.0), ("_matmul_kernel", 1.0), ("memcpy", 4.0)],
                     launches)
     by_name = {r.kernel: r for r in rows}
-    tma, copy = by_name["_matmul_tma_kernel"], by_name["memcpy"]
-    assert (tma.calls, tma.total_us, tma.flops, tma.bytes) == (2, 4.0, 150, 15)
-    assert tma.pct == pytest.approx(50.0) and copy.flops is None and copy.tflops is None
-    assert tma.tflops == pytest.approx(150 / 4.0 * 1e-6)
+    tma, ptr, copy = by_name["_matmul_tma_kernel"], by_name["_matmul_kernel"], by_name["memcpy"]
+    assert (tma.calls, tma.total_us, tma.flops, tma.bytes) == (1, 3.0, 50, 5)
+    assert (ptr.flops, ptr.bytes) == (100, 10)
+    assert tma.pct == pytest.approx(37.5) and copy.flops is None and copy.tflops is None
+    assert tma.tflops == pytest.approx(50 / 3.0 * 1e-6)
+
+
+def test_matmul_sent_to_the_tma_kernel_counts_as_that_kernel_once(monkeypatch):
+    # The GPU profile of 2026-11-27 (auto choice: 37 TMA + 12 pointer GEMMs at batch 256) gave all
+    # 49 GEMMs' FLOPs to the pointer kernel's row. Here: every eligible GEMM forced to TMA.
+    import torch
+
+    from vitbench.model import checkpoints
+    from vitbench.model.modules import TritonViT
+
+    matmul_mod = importlib.import_module("vitbench.kernels.matmul")
+    ckpt = checkpoints.random_weights(hf_config(MODEL), seed=0, head=True)
+    vit = TritonViT(ckpt.spec, ckpt.local).half()
+    x = torch.rand(1, ckpt.spec.channels, ckpt.spec.image_h, ckpt.spec.image_w).half()
+    counts = {}
+    for mode in ("pointer", "tma"):
+        monkeypatch.setattr(matmul_mod, "MODE", mode)
+        launches: list[P.Launch] = []
+        with P.instrumented(modules, launches):
+            vit(x)
+        counts[mode] = launches
+    kinds = {m: {k: sum(1 for x in ls if x.kernel == k) for k in {x.kernel for x in ls}}
+             for m, ls in counts.items()}
+    L = ckpt.spec.layers
+    assert kinds["pointer"].get("_matmul_tma_kernel", 0) == 0
+    assert kinds["tma"]["_matmul_tma_kernel"] >= 4 * L  # every layer GEMM is eligible here
+    gemms = lambda ls: [x for x in ls if "matmul" in x.kernel]  # noqa: E731
+    assert len(gemms(counts["tma"])) == len(gemms(counts["pointer"])) == 4 * L + 1  # no double count
+    assert sum(x.flops for x in gemms(counts["tma"])) == sum(x.flops for x in gemms(counts["pointer"]))
+    assert importlib.import_module("vitbench.kernels.matmul_tma").matmul_tma.__module__ == \
+        "vitbench.kernels.matmul_tma"  # restored
 
 
 @pytest.mark.parametrize("args, word", [
@@ -113,6 +145,6 @@ def test_gpu_profile_vit_base_cuda_kernels(tmp_path):
     gemm = [r for k, r in rows.items() if k in ("_matmul_kernel", "_matmul_tma_kernel")]
     assert sum(r.calls for r in gemm) == 4 * spec.layers + 1
     assert rows["_attention_kernel"].calls == spec.layers
-    assert all(r.tflops and r.tflops > 1 for r in gemm)
+    assert all(r.tflops and 1 < r.tflops < 1000 for r in gemm)  # above any H100 peak: misattributed
     assert not [n for n in res.notes if "profile shows" in n], res.notes
     assert json.loads(res.trace.read_text())["traceEvents"]

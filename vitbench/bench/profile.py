@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -107,9 +108,10 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "matmul_tma": ("_matmul_tma_kernel", _cost_matmul),
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
-# A launcher may dispatch to another kernel of the same op (matmul -> the TMA kernel on Hopper):
-# on a GPU a row of that name takes the op's costs when the launcher's own kernel never ran.
-ALIASES = {"_matmul_tma_kernel": "_matmul_kernel"}
+# Launchers another launcher may call instead of launching its own kernel (matmul() sends some
+# calls to matmul_tma()): wrapped in their own module too, so such a call counts as the kernel that
+# really ran (the outer launcher records nothing when a nested one did).
+NESTED = {"vitbench.kernels.matmul_tma": "matmul_tma"}
 
 
 @dataclass
@@ -123,28 +125,39 @@ class Launch:
 def instrumented(namespace: Any, launches: list[Launch] | None) -> Iterator[None]:
     """Wrap the launchers `namespace` uses (e.g. vitbench.model.modules) for the block's length:
     each call runs inside `record_function(<kernel name>)` and, if `launches` is a list, appends
-    its Launch. Only names bound to launchers of vitbench.kernels are wrapped; restored after."""
-    saved: dict[str, Callable] = {}
+    its Launch (a call that a nested launcher, see NESTED, recorded is counted once, as the kernel
+    that ran). Only names bound to launchers of vitbench.kernels are wrapped; restored after."""
+    saved: list[tuple[Any, str, Callable]] = []
 
     def wrap(fn: Callable, kernel: str, cost: Callable) -> Callable:
         def launcher(*args, **kwargs):
-            if launches is not None:
-                flops, nbytes = cost(*args, **kwargs)
-                launches.append(Launch(kernel, flops, nbytes))
+            if launches is None:
+                with torch.profiler.record_function(kernel):
+                    return fn(*args, **kwargs)
+            flops, nbytes = cost(*args, **kwargs)
+            mark = len(launches)
             with torch.profiler.record_function(kernel):
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
+            if len(launches) == mark:  # no nested launcher recorded this call
+                launches.insert(mark, Launch(kernel, flops, nbytes))
+            return out
         return launcher
 
+    def patch(where: Any, name: str) -> None:
+        fn = getattr(where, name, None)
+        if fn is not None and getattr(fn, "__module__", "").startswith("vitbench.kernels"):
+            saved.append((where, name, fn))
+            setattr(where, name, wrap(fn, *LAUNCHERS[name]))
+
     try:
-        for name, (kernel, cost) in LAUNCHERS.items():
-            fn = getattr(namespace, name, None)
-            if fn is not None and getattr(fn, "__module__", "").startswith("vitbench.kernels"):
-                saved[name] = fn
-                setattr(namespace, name, wrap(fn, kernel, cost))
+        for name in LAUNCHERS:
+            patch(namespace, name)
+        for module, name in NESTED.items():
+            patch(importlib.import_module(module), name)
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(namespace, name, fn)
+        for where, name, fn in reversed(saved):
+            setattr(where, name, fn)
 
 
 # --- result ----------------------------------------------------------------------------------
@@ -240,11 +253,8 @@ def _group(events: list[tuple[str, float]], launches: list[Launch]) -> list[Kern
     total = sum(r.total_us for r in rows.values())
     for row in rows.values():
         row.pct = 100.0 * row.total_us / total if total > 0 else 0.0
-        key = row.kernel
-        if key not in cost and ALIASES.get(key) in cost and ALIASES[key] not in rows:
-            key = ALIASES[key]
-        if key in cost:
-            row.flops, row.bytes = cost[key]
+        if row.kernel in cost:
+            row.flops, row.bytes = cost[row.kernel]
     return sorted(rows.values(), key=lambda r: (-r.total_us, r.kernel))
 
 
@@ -332,9 +342,9 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
 
     result = ProfileResult(model, batch, dtype, _device_name(), "cuda" if ON_GPU else "cpu",
                            graphs, rows, launches, trace_path, notes=notes)
-    seen: dict[str, int] = defaultdict(int)  # calls per launcher kernel, aliases folded in
+    seen: dict[str, int] = defaultdict(int)  # calls per kernel in the profile
     for r in rows:
-        seen[ALIASES.get(r.kernel, r.kernel)] += r.calls
+        seen[r.kernel] += r.calls
     for kernel, n in sorted(result.launch_counts().items()):
         if seen.get(kernel, 0) != n:
             notes.append(f"{kernel}: the forward launches it {n}x but the profile shows "
