@@ -192,9 +192,11 @@ def test_warm_round_sleep_only_without_hold(fake_cuda):
 def test_kernels_plan_holds_and_records_it():
     from vitbench.suites.kernels import plan_kernels
 
-    plan = plan_kernels("add", quick=True, providers="torch")
+    plan = plan_kernels("add", quick=True, providers="torch", timer="cold")
     assert plan.hold is True and plan.config["hold"] is True
     assert "hold" in plan.config["resume_keys"]
+    host = plan_kernels("add", quick=True, providers="torch", timer="host")  # nothing to hold
+    assert host.hold is False and host.config["hold"] is False
 
 
 def test_model_plan_does_not_hold():
@@ -210,7 +212,7 @@ def test_run_plan_passes_hold_to_the_engine(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(common, "run_suite", lambda *a, **kw: seen.update(kw))
-    common.run_plan(plan_kernels("add", quick=True, providers="torch"), out_dir=tmp_path)
+    common.run_plan(plan_kernels("add", quick=True, providers="torch", timer="cold"), out_dir=tmp_path)
     assert seen["hold"] is True and seen["timer"] in timers.TIMERS
 
 
@@ -232,22 +234,22 @@ def test_run_suite_makes_its_timer_with_hold(monkeypatch, tmp_path):
 
 def test_resume_mismatch_names_hold():
     keys = ["timer", "hold", "files.*"]
-    meta = {"settings": settings(), "config": {"timer": "cold", "hold": False, "files": {}}}
+    meta = {"settings": settings(), "config": {"timer": "cold", "hold": False, "files": {}}}  # no commit
     new = {"timer": "cold", "hold": True, "files": {}}
     assert "hold" in resume_mismatch(meta, new, keys)
     meta["config"]["hold"] = True
     assert resume_mismatch(meta, new, keys) is None
 
 
-def test_kernels_resume_refuses_a_run_made_without_hold(tmp_path):
+def test_kernels_resume_refuses_a_run_made_with_another_hold(tmp_path):
     from vitbench.suites.kernels import plan_kernels, run_kernels
 
-    plan = plan_kernels("add", quick=True, providers="torch")
+    plan = plan_kernels("add", quick=True, providers="torch")  # host timer here: no hold
     plan.cases = plan.cases[:1]
     res = run_kernels(plan, out_dir=tmp_path, progress=False)
     meta = json.loads(res.meta_path.read_text())
-    assert meta["config"]["hold"] is True
-    meta["config"]["hold"] = False  # as if the run had been made without holding
+    assert meta["config"]["hold"] is False
+    meta["config"]["hold"] = True  # as if the run had been made holding
     res.meta_path.write_text(json.dumps(meta))
     with pytest.raises(VitbenchError, match="hold"):
         run_kernels(plan_kernels("add", quick=True, providers="torch"), out_dir=tmp_path,

@@ -294,3 +294,16 @@ def test_git_commit_variable_wins_over_the_checkout(monkeypatch):
     assert git_commit() == "0123abc"
     monkeypatch.delenv("VITBENCH_GIT_COMMIT")
     assert git_commit() != "0123abc"
+
+
+def test_resume_refuses_a_run_started_at_another_commit(monkeypatch):
+    # gpu_session.sh resumes across device calls, each with a freshly copied tree.
+    from vitbench.bench.metadata import resume_mismatch, settings
+
+    monkeypatch.setenv("VITBENCH_GIT_COMMIT", "bbbbbbb")
+    meta = {"git_commit": "aaaaaaa", "settings": settings(), "config": {}}
+    assert "commit aaaaaaa" in resume_mismatch(meta, {}, [])
+    meta["git_commit"] = "bbbbbbb"
+    assert resume_mismatch(meta, {}, []) is None
+    meta["git_commit"] = None  # unknown then: nothing to compare
+    assert resume_mismatch(meta, {}, []) is None

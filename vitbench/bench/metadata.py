@@ -99,9 +99,13 @@ def _same(a: Any, b: Any) -> bool:
 def resume_mismatch(meta: dict, config: dict, keys: Sequence[str]) -> str | None:
     """Why rows measured now would not be comparable with the run's (None: they are).
 
-    Compares the VITBENCH_* settings and the config entries named in `keys`; "name.*" compares
+    Compares the git commit (when both are known), the VITBENCH_* settings and the config entries
+    named in `keys`; "name.*" compares
     each entry of the dict config[name] that both runs have (entries only in one are other cases,
     e.g. a config file of another op)."""
+    old_g, new_g = meta.get("git_commit"), git_commit()
+    if old_g and new_g and old_g != new_g:
+        return f"the run started at commit {old_g[:10]}, this is {new_g[:10]}"
     old_s, new_s = meta.get("settings") or {}, settings()
     for k in sorted(set(old_s) | set(new_s)):
         if old_s.get(k) != new_s.get(k):

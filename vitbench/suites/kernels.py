@@ -185,17 +185,18 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
         timer = "host" if not ON_GPU else timers[0]
         if ON_GPU and len(set(timers)) > 1:
             notes.append(f"configs ask for timers {sorted(set(timers))}; using {timer!r}")
+    hold = HOLD and timer != "host"  # the host timer has nothing to hold
     resolved = {
         "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "providers": prov_names,
         "timer": timer, "files": resolved_files,
         # device timers hold the GPU while the host enqueues (launch latency out of the samples)
-        "hold": HOLD,
+        "hold": hold,
         "baseline": next(n for n, p in PROVIDER_TABLE.items() if p.is_baseline),
         # --resume refuses when the timer, its hold or a config file both runs read differ
         "resume_keys": ["timer", "hold", "files.*"],
     }
     return SuitePlan(SUITE, cases, providers_by_name(prov_names), timer, resolved, notes,
-                     hold=HOLD)
+                     hold=hold)
 
 
 def _display(path: Path) -> str:
