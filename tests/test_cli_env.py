@@ -66,3 +66,12 @@ def test_interpreter_is_selected_before_kernels_without_gpu():
     assert backend == ("interpreter" if INTERPRETER else "cuda")
     if INTERPRETER:
         assert flag == "1"
+
+
+def test_bad_matmul_mode_is_one_line_before_any_work():
+    env = {**os.environ, "VITBENCH_MATMUL": "fastest"}
+    proc = subprocess.run([sys.executable, "-m", "vitbench", "env"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "VITBENCH_MATMUL='fastest'" in lines[0], proc.stderr

@@ -7,8 +7,9 @@
 #
 # Steps:
 #   tests                  the `gpu` pytest set (timer-vs-profiler checks first, alone), junit xml
-#   model:DTYPES[:tma]     vitbench model, batches 1..256, every provider (:tma -> VITBENCH_MATMUL=tma,
-#                          providers triton + hf-sdpa only); fp32 runs precision ieee and tf32
+#   model:DTYPES[:FLAGS]   vitbench model, batches 1..256, every provider; fp32 runs ieee and tf32.
+#                          FLAGS (joined by +): tma|pointer (VITBENCH_MATMUL), nocls (--no-cls-only),
+#                          b=1.8 (batches, '.'-separated); with flags: providers triton + hf-sdpa
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
@@ -35,6 +36,8 @@ RES=results/_scratch/gpu; LOGS=$RES/logs; mkdir -p "$LOGS"
 budget=$1; shift
 deadline=$(( $(date +%s) + budget ))
 left() { echo $(( deadline - $(date +%s) )); }
+# a timeout within what is left (at least 1 s: `timeout 0` would mean no limit at all)
+lim() { local l x; l=$(left); x=${1:-$l}; (( x > l )) && x=$l; (( x < 1 )) && x=1; echo "$x"; }
 python3 -m vitbench env | tee -a "$LOGS/env.txt"
 nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv | tee -a "$LOGS/env.txt"
 
@@ -46,24 +49,28 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
     tests)
-      timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
+      timeout "$(lim 150)" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
         --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
       # only the files that hold gpu tests (the others import plotly/selenium, absent there)
       # VITBENCH_MATMUL=pointer: the auto GEMM choice times both kernels at every new shape, which
       # made the set twice as slow; the TMA kernel and the auto choice have their own gpu tests.
-      VITBENCH_MATMUL=pointer timeout "$(left)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
+      VITBENCH_MATMUL=pointer timeout "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         $(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py) \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
-    model)
-      local extra=()
+    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer (VITBENCH_MATMUL), nocls, b=1.8 (batches)
+      local extra=() mm="" batches=1,8,32,128,256
       [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
-      if [ "$flag" = tma ]; then
-        VITBENCH_MATMUL=tma timeout "$t" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "$arg" \
-          --providers triton,hf-sdpa --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40
-      else
-        timeout "$t" python3 -m vitbench model --batch 1,8,32,128,256 --dtype "$arg" \
-          --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40
-      fi ;;
+      for f in ${flag//+/ }; do
+        case $f in
+          tma|pointer) mm=$f ;;
+          nocls) extra+=(--no-cls-only) ;;
+          b=*) batches=${f#b=} ;;
+        esac
+      done
+      # a flagged run is an A/B against the default: the triton row and the HF SDPA baseline only
+      [ -n "$flag" ] && extra+=(--providers triton,hf-sdpa)
+      env ${mm:+VITBENCH_MATMUL=$mm} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
+        --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
       local cfg=()
       [[ $arg == *@* ]] && cfg=(--config "configs/kernels/${arg#*@}.yaml")
@@ -73,7 +80,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     profile)
       for b in ${arg//+/ }; do
-        timeout "$(left)" python3 -m vitbench profile --batch "$b" --out "$dir" 2>&1 | head -45
+        timeout "$(lim)" python3 -m vitbench profile --batch "$b" --out "$dir" 2>&1 | head -45
       done ;;
     *) echo "unknown step $s" ;;
   esac

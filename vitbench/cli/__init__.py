@@ -24,10 +24,15 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Run, check and measure Vision Transformer inference written in Triton."""
+    import importlib
+
+    matmul_mod = importlib.import_module("vitbench.kernels.matmul")  # the module, not the function
+    if matmul_mod.MODE not in matmul_mod.MATMUL_MODES:  # else only the first GEMM would say so
+        raise VitbenchError(f"VITBENCH_MATMUL={matmul_mod.MODE!r}: choose one of "
+                            f"{', '.join(matmul_mod.MATMUL_MODES)} (or leave it unset: auto)")
 
 
 from vitbench.cli import env_cmd, kernels_cmd, model_cmd, profile_cmd, report_cmd  # noqa: E402

@@ -202,6 +202,8 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
     hit = _dispatch.lookup(key)
     if hit is not None:
         return hit == "tma"
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return False  # nothing can be timed inside a graph capture: the pointer kernel, uncached
     # Timed on scratch outputs (the in-place variant on a copy of the residual): the real out and
     # residual are written only by the call that follows.
     res = residual.clone() if inplace else residual
