@@ -307,3 +307,19 @@ def test_resume_refuses_a_run_started_at_another_commit(monkeypatch):
     assert resume_mismatch(meta, {}, []) is None
     meta["git_commit"] = None  # unknown then: nothing to compare
     assert resume_mismatch(meta, {}, []) is None
+
+
+def test_run_metadata_records_the_gemm_kernel_choices(tmp_path, monkeypatch):
+    # Which kernel each GEMM shape ran on (VITBENCH_MATMUL=auto) is part of what was measured.
+    from vitbench.kernels import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_CHOICES", {
+        ("matmul", (8, 197, 768), 768, 2304, torch.bfloat16, "none", True, False, "cuda:0"): "tma"})
+    case = Case(suite="t", op="add", case="v", dtype="fp32", shape={"N": 8},
+                inputs=lambda: (torch.ones(8), torch.ones(8)),
+                reference=lambda a: (a[0] + a[1]).double())
+    prov = Provider("a", lambda c, args: (lambda: args[0] + args[1]), is_baseline=True)
+    reps = Repeats(budget_s=0.0, min_reps=2, max_reps=2, warmup_s=0.0, min_warmup=1)
+    res = run_suite("t", [case], [prov], out_dir=tmp_path, timer="host", repeats=reps, progress=False)
+    meta = json.loads(res.meta_path.read_text())
+    assert meta["kernel_choices"] == ["matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma"]

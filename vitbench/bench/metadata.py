@@ -137,3 +137,18 @@ def read_meta(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def kernel_choices() -> list[str]:
+    """The per-shape kernel choices made so far in this process (vitbench.kernels._dispatch, the
+    VITBENCH_MATMUL=auto GEMM choice), as 'matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma'."""
+    from vitbench.kernels import _dispatch
+
+    out = []
+    for key, pick in _dispatch.choices().items():
+        op, shape, _stride, n, dtype, epilogue, bias, inplace, _device = key
+        flags = " bias" * bool(bias) + " in-place" * bool(inplace)
+        out.append(f"{op} a={tuple(shape)} n={n} {str(dtype).removeprefix('torch.')} {epilogue}{flags}"
+                   f" -> {pick}")
+    return out
+

@@ -87,7 +87,8 @@ from vitbench.bench import csvio, peaks as peaks_mod
 from vitbench.bench.case import Case, Provider, Repeats
 from vitbench.bench.measure import Slot, error_text, max_rel_err, precision_mode, run_case
 from vitbench.bench.metadata import (
-    build_meta, config_hash, new_run_id, read_meta, resume_mismatch, utc_now, write_meta,
+    build_meta, config_hash, kernel_choices, new_run_id, read_meta, resume_mismatch, utc_now,
+    write_meta,
 )
 from vitbench.bench.progress import case_progress
 from vitbench.bench.schema import SCHEMA_VERSION
@@ -260,6 +261,10 @@ def run_suite(
         writer.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        choices = kernel_choices()
+        if choices:  # which kernel each GEMM shape ran on (VITBENCH_MATMUL=auto), also if cut short
+            meta["kernel_choices"] = sorted(set(meta.get("kernel_choices") or []) | set(choices))
+            write_meta(meta_path, meta)
     meta["finished"] = utc_now()
     write_meta(meta_path, meta)
     every = {k: csvio.typed_row(r) for k, r in existing.items()}
