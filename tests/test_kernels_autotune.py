@@ -29,3 +29,23 @@ def test_gpu_kernels_use_the_short_tuning_benchmark():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) >= 8  # every autotuned kernel of the library was seen
+
+
+def test_fp32_only_configs_are_pruned_for_16_bit_operands():
+    # CUDA-core tiles are tried for fp32 operands only; 16-bit GEMMs keep their tensor-core set.
+    import importlib
+
+    import torch
+
+    mm = importlib.import_module("vitbench.kernels.matmul")
+    extra = mm.gemm_config(128, 128, 16, 3, 8)
+    base = mm.gemm_config(64, 64, 64, 4, 4)
+    old = mm.FP32_CONFIGS
+    mm.FP32_CONFIGS = [extra]
+    try:
+        half = torch.empty(2, 2, dtype=torch.float16)
+        single = torch.empty(2, 2, dtype=torch.float32)
+        assert mm.prune_by_smem([base, extra], {"a_ptr": half}) == [base]
+        assert mm.prune_by_smem([base, extra], {"a_ptr": single}) == [base, extra]
+    finally:
+        mm.FP32_CONFIGS = old

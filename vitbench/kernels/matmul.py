@@ -53,6 +53,17 @@ GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
     gemm_config(32, 64, 64, 4, 4),
     gemm_config(64, 32, 64, 4, 4),
 ]
+# fp32 only (kept by prune_by_smem for 4-byte operands): exact fp32 dots run on the CUDA cores, not
+# the tensor cores. Compiled offline for sm_90 (fp32, ieee): the 128-wide configs above that fit
+# shared memory at 4 bytes spill registers with 4 warps (248-3452 bytes), only the 64x64 and
+# smaller ones do not; these four compile with 232-255 registers and no spill. On the H100
+# (2026-11-27) exact-fp32 ViT-B/16 ran 2x slower than HF's cuBLAS SGEMM. Timing: NOT yet measured.
+FP32_CONFIGS = [] if INTERPRETER else [
+    gemm_config(128, 128, 16, 3, 8),
+    gemm_config(128, 128, 32, 3, 8),
+    gemm_config(128, 64, 32, 3, 4),
+    gemm_config(64, 128, 32, 3, 4),
+]
 
 
 def prune_by_smem(configs, named_args, **kwargs):
@@ -61,7 +72,7 @@ def prune_by_smem(configs, named_args, **kwargs):
     fits = [
         c for c in configs
         if c.num_stages * (c.kwargs["BLOCK_M"] + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * itemsize
-        <= _SMEM_BYTES
+        <= _SMEM_BYTES and (itemsize == 4 or not any(c is f for f in FP32_CONFIGS))
     ]
     return fits or configs[-1:]
 
@@ -141,13 +152,14 @@ def _matmul_kernel(
 
 _heuristic = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 _KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS"]
-_matmul = autotune(GEMM_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
+_CONFIGS = GEMM_CONFIGS + FP32_CONFIGS
+_matmul = autotune(_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
     _heuristic(_matmul_kernel)
 )
 # out aliasing residual (x = x + f(x) in place): autotuning must restore `out` after each timed
 # run, or the residual would be added once per run. Separate tuner so the common case pays nothing.
 _matmul_inplace = autotune(
-    GEMM_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem},
+    _CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem},
     restore_value=["out_ptr"],
 )(_heuristic(_matmul_kernel))
 
