@@ -33,6 +33,8 @@ def _median_ms(fn: Callable[[], object]) -> float:
     # back-to-back launches in a graph): the host's launch cost, which differs between two
     # launchers' Python, stays out, and that is how the model runs them. L2 is not flushed: both
     # candidates see the same warm inputs.
+    # do_bench_cudagraph runs fn on a stream of its own: let the inputs' producers finish first.
+    torch.cuda.synchronize()
     return float(triton.testing.do_bench_cudagraph(fn, rep=TUNE_REP_MS // 4, return_mode="median"))
 
 
