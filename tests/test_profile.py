@@ -21,15 +21,30 @@ from vitbench.model.configs import hf_config, spec_from_hf_config
 MODEL, BATCH = "vit-tiny-test", 2
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("profile")
+def _profile(out, *extra):
     result = CliRunner().invoke(app, ["profile", "--model", MODEL, "--batch", str(BATCH),
-                                      "--dtype", "fp32", "--out", str(out)], terminal_width=200)
+                                      "--dtype", "fp32", "--out", str(out), *extra], terminal_width=200)
     assert result.exit_code == 0, result.output
     with open(out / f"profile-{MODEL}-b{BATCH}-fp32.csv", newline="") as f:
         rows = {r["kernel"]: r for r in csv.DictReader(f)}
     return result.output, rows, out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return _profile(tmp_path_factory.mktemp("profile"), "--no-cls-only")  # the full forward
+
+
+def test_default_profiles_the_logits_only_forward_the_model_suite_times(run, tmp_path):
+    # Same launches; the last layer past attention and the final layernorm cover the CLS rows only.
+    output, rows, _ = _profile(tmp_path)
+    full = run[1]
+    assert "logits only" in output
+    for k in ("_matmul_kernel", "_attention_kernel", "_layernorm_kernel", "_patch_embed_kernel"):
+        assert rows[k]["calls"] == full[k]["calls"], k
+    for k in ("_matmul_kernel", "_attention_kernel", "_layernorm_kernel"):
+        assert int(rows[k]["flops"]) < int(full[k]["flops"]), k
+    assert rows["_patch_embed_kernel"]["flops"] == full["_patch_embed_kernel"]["flops"]
 
 
 def test_table_has_the_triton_kernels_with_the_models_launch_counts(run):

@@ -280,9 +280,12 @@ def _cpu_events(prof) -> list[tuple[str, float]]:
 def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None = None,
                   weights: str = "random", precision: str = "ieee", graphs: bool = False,
                   trace: str | Path | None = None, out_dir: str | Path | None = None,
-                  warmup: int | None = None) -> ProfileResult:
+                  warmup: int | None = None, cls_only: bool = True) -> ProfileResult:
     """Profile one forward; writes <out_dir>/profile-<model>-b<batch>-<dtype>.csv and the Chrome
-    trace (default: beside it, .trace.json). out_dir defaults to results/<device>."""
+    trace (default: beside it, .trace.json). out_dir defaults to results/<device>.
+
+    cls_only (default, as `vitbench model` times it): with a classifier head, the forward that
+    returns logits only, its last layer past attention on the CLS row; False: every output."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -302,6 +305,9 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
                          "checked here, times only")
     notes.append("CUDA graphs on: kernels inside a graph replay may be missing from the profile"
                  if graphs else "CUDA graphs off (profiler default): kernels launched one by one")
+    if cls_only:
+        notes.append("logits only (as `vitbench model` runs it): the last layer past its attention "
+                     "on the CLS row (--no-cls-only: the full forward)")
     out = _out_dir(out_dir)
     trace_path = Path(trace) if trace is not None else out / f"{base_name(model, batch, dtype)}.trace.json"
 
@@ -314,7 +320,7 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
 
     def forward(px: torch.Tensor):
         with torch.inference_mode():
-            return vit(px)
+            return vit(px, logits_only=cls_only)
 
     sync = torch.cuda.synchronize if ON_GPU else (lambda: None)
     for _ in range(3 if warmup is None and ON_GPU else (warmup or 0)):

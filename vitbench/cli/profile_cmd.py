@@ -53,6 +53,11 @@ def profile(
                                      "graph replay may be invisible to the profiler, so the table "
                                      "would miss them; GPU only.",
     )] = False,
+    cls_only: Annotated[bool, typer.Option(
+        "--cls-only/--no-cls-only", help="Profile the forward `vitbench model` times: logits only, "
+                                         "the last layer past attention on the CLS row (default). "
+                                         "--no-cls-only: every output of every layer.",
+    )] = True,
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", help="Chrome trace file to write (default: <out>/profile-<model>-b<batch>-"
                         "<dtype>.trace.json); open it in chrome://tracing or ui.perfetto.dev.",
@@ -75,7 +80,8 @@ def profile(
 
     err = Console(stderr=True)
     result = profile_model(model=model_name, batch=batch, dtype=dtype, weights=weights,
-                           precision=precision, graphs=graphs, trace=trace, out_dir=out)
+                           precision=precision, graphs=graphs, trace=trace, out_dir=out,
+                           cls_only=cls_only)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     Console().print(_table(result))
