@@ -146,7 +146,7 @@ def kernel_choices() -> list[str]:
 
     out = []
     for key, pick in _dispatch.choices().items():
-        op, shape, _stride, n, dtype, epilogue, bias, inplace, _device = key
+        op, shape, _stride, n, dtype, epilogue, bias, inplace = key[:8]
         flags = " bias" * bool(bias) + " in-place" * bool(inplace)
         out.append(f"{op} a={tuple(shape)} n={n} {str(dtype).removeprefix('torch.')} {epilogue}{flags}"
                    f" -> {pick}")

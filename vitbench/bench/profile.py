@@ -323,8 +323,10 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
             return vit(px, logits_only=cls_only)
 
     sync = torch.cuda.synchronize if ON_GPU else (lambda: None)
-    for _ in range(3 if warmup is None and ON_GPU else (warmup or 0)):
-        forward(pixels)  # JIT + autotuning, outside the profiled region
+    # JIT, autotuning and the GEMM kernel choice, outside the profiled region and before the
+    # counting forward (the choice times candidates: their launches must not be counted)
+    for _ in range(max(1 if ON_GPU else 0, 3 if warmup is None and ON_GPU else (warmup or 0))):
+        forward(pixels)
     launches: list[Launch] = []
     with instrumented(modules, launches):  # counting forward (also a warm-up)
         forward(pixels)

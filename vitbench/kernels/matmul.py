@@ -209,8 +209,11 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
 
     inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
                and out.stride() == residual.stride())
+    # speed-relevant layout only (eligibility is checked on every call anyway); kernel_choices()
+    # in vitbench.bench.metadata unpacks this tuple
     key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
-           inplace, a.device)
+           inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
+           None if residual is None else residual.stride(-2))
     hit = _dispatch.lookup(key)
     if hit is not None:
         return hit == "tma"
