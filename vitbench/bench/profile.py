@@ -325,7 +325,8 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
     sync = torch.cuda.synchronize if ON_GPU else (lambda: None)
     # JIT, autotuning and the GEMM kernel choice, outside the profiled region and before the
     # counting forward (the choice times candidates: their launches must not be counted)
-    for _ in range(max(1 if ON_GPU else 0, 3 if warmup is None and ON_GPU else (warmup or 0))):
+    n_warmup = (3 if warmup is None else max(1, warmup)) if ON_GPU else (warmup or 0)
+    for _ in range(n_warmup):
         forward(pixels)
     launches: list[Launch] = []
     with instrumented(modules, launches):  # counting forward (also a warm-up)
