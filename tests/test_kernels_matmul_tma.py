@@ -174,6 +174,10 @@ def test_smem_prune():
     assert keep("none") == [big, split, ws]
     assert keep("residual") == [split, ws]
     assert tma_mod.prune_by_smem([big], {"a_ptr": a.float()}, EPILOGUE="none") == [big]  # fallback: last
+    # two programs per SM: both must fit the SM's 228 KB (112 KB each without a residual, 128 with)
+    pair = tma_mod._cfg(128, 128, 64, 3, 4, per_sm=2)
+    assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="none") == [pair, split]
+    assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="residual") == [split]
 
 
 def test_errors_name_the_problem():

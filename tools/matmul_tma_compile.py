@@ -63,20 +63,33 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
     }
 
 
+class _TwoByte:  # stands in for a bf16/fp16 tensor in prune_by_smem
+    @staticmethod
+    def element_size() -> int:
+        return 2
+
+
+_TWO_BYTE = _TwoByte()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="operand dtype")
     p.add_argument("--epilogue", nargs="+", choices=list(T.EPILOGUES), default=["none", "gelu_residual"],
                    help="epilogues to compile")
+    p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
+                   help="only the configs with this many programs per SM (default: all)")
     args = p.parse_args()
     for cfg in T.TMA_CONFIGS:
+        if args.per_sm is not None and cfg.kwargs["PER_SM"] != args.per_sm:
+            continue
         kw = cfg.kwargs
         tag = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
-               f" split={int(kw['EPI_SUBTILE'])} ws={int(kw['WARP_SPEC'])}")
+               f" split={int(kw['EPI_SUBTILE'])} ws={int(kw['WARP_SPEC'])} per_sm={kw['PER_SM']}")
         for epi in args.epilogue:
             try:
                 r = compile_config(cfg, "*" + args.dtype, epi)
-                fits = T._smem_bytes(cfg, 2, epi in T._RESIDUAL_EPILOGUES) <= T._SMEM_BYTES
+                fits = T.prune_by_smem([cfg], {"a_ptr": _TWO_BYTE}, EPILOGUE=epi) == [cfg]
                 print(f"{tag:36} {epi:14} " + " ".join(f"{k}={v}" for k, v in r.items())
                       + ("" if fits else "  (pruned at run time: smem)"), flush=True)
             except Exception as e:  # report and go on with the next config

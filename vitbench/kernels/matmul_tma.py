@@ -57,24 +57,25 @@ from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
-_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
+_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block (228 KB per SM, 1 KB reserved)
 _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so persistence is exercised
 
 
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
-         ws: bool = False, group: int = 8) -> triton.Config:
+         ws: bool = False, group: int = 8, per_sm: int = 1) -> triton.Config:
     assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
-         "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws},
+         "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm},
         num_stages=stages, num_warps=warps,
     )
 
 
 # Hopper bf16/fp16 configs: wgmma-sized tiles (one warpgroup = 4 warps per 64 rows), 3-4 stage
 # TMA pipelines. The interpreter takes the first config only: keep it small; the second is used by
-# the tests to cover the unsplit epilogue.
-_INTERPRETER_CONFIGS = [_cfg(32, 32, 16, 2, 4, subtile=True), _cfg(16, 32, 32, 2, 4, subtile=False)]
+# the tests to cover the unsplit epilogue and two programs per SM.
+_INTERPRETER_CONFIGS = [_cfg(32, 32, 16, 2, 4, subtile=True),
+                        _cfg(16, 32, 32, 2, 4, subtile=False, per_sm=2)]
 TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
     _cfg(128, 256, 64, 3, 8),
     _cfg(128, 256, 64, 3, 8, subtile=False),
@@ -92,6 +93,13 @@ TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
     _cfg(128, 128, 64, 4, 4, subtile=False, ws=True),
     _cfg(128, 128, 128, 3, 4, subtile=False, ws=True),
     _cfg(128, 64, 64, 4, 4, subtile=False, ws=True),
+    # two programs per SM (each within half the SM's shared memory and registers): while one runs
+    # its epilogue (GELU's erf, the residual's loads) on the CUDA cores, the other keeps the tensor
+    # cores busy -- the overlap a warp-specialised ping-pong kernel gets, from the block scheduler.
+    _cfg(128, 128, 64, 3, 4, per_sm=2),
+    _cfg(128, 128, 64, 2, 4, per_sm=2),
+    _cfg(64, 256, 64, 2, 4, per_sm=2),
+    _cfg(128, 64, 64, 4, 4, per_sm=2),
 ]
 
 
@@ -113,7 +121,8 @@ def _smem_bytes(c: triton.Config, itemsize: int, residual: bool) -> int:
 def prune_by_smem(configs, named_args, **kwargs):
     itemsize = named_args["a_ptr"].element_size()
     residual = kwargs.get("EPILOGUE", named_args.get("EPILOGUE")) in _RESIDUAL_EPILOGUES
-    fits = [c for c in configs if _smem_bytes(c, itemsize, residual) + 1024 <= _SMEM_BYTES]
+    fits = [c for c in configs
+            if c.kwargs.get("PER_SM", 1) * (_smem_bytes(c, itemsize, residual) + 1024) <= _SMEM_BYTES]
     return fits or configs[-1:]
 
 
@@ -156,12 +165,13 @@ def _matmul_tma_kernel(
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
-    NUM_SMS: tl.constexpr,  # programs launched (= SM count, or fewer when there are fewer tiles)
+    NUM_SMS: tl.constexpr,  # SM count (programs launched: PER_SM per SM, fewer when fewer tiles)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # row tiles per group of the tile order (L2 reuse)
     EPI_SUBTILE: tl.constexpr,  # store the output tile as two [BLOCK_M, BLOCK_N/2] halves
     WARP_SPEC: tl.constexpr,  # warp-specialise the tile loop (TMA producer / wgmma consumers)
     FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
+    PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
 ):
     tl.static_assert(not (WARP_SPEC and EPI_SUBTILE), "WARP_SPEC needs EPI_SUBTILE=False on sm_90")
     SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
@@ -176,8 +186,9 @@ def _matmul_tma_kernel(
     num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
     # The epilogue keeps its own tile counter: with the flattened loop the compiler may overlap
     # the next tile's loads with this tile's epilogue, and a separate counter keeps them independent.
-    tile_id_c = tl.program_id(0) - NUM_SMS
-    for tile_id in tl.range(tl.program_id(0), num_tiles, NUM_SMS, flatten=FLATTEN,
+    PROGRAMS: tl.constexpr = NUM_SMS * PER_SM
+    tile_id_c = tl.program_id(0) - PROGRAMS
+    for tile_id in tl.range(tl.program_id(0), num_tiles, PROGRAMS, flatten=FLATTEN,
                             warp_specialize=WARP_SPEC):
         pid_m, pid_n = grouped_tile(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_am = pid_m * BLOCK_M
@@ -190,7 +201,7 @@ def _matmul_tma_kernel(
             w = w_desc.load([off_wn, ki * BLOCK_K])  # [BLOCK_N, BLOCK_K]
             acc = tl.dot(a, w.T, acc)
 
-        tile_id_c += NUM_SMS
+        tile_id_c += PROGRAMS
         pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
@@ -327,9 +338,10 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     _ensure_allocator()
     sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
     kernel = _matmul_tma_inplace if inplace else _matmul_tma
-    # At most one program per SM. Each program's tile loop steps by NUM_SMS: with fewer tiles than
-    # SMs the grid shrinks to one program per tile and every loop runs exactly once.
-    grid = lambda meta: (min(sms, triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])),)  # noqa: E731,E501
+    # At most PER_SM programs per SM. Each program's tile loop steps by NUM_SMS * PER_SM: with fewer
+    # tiles than that the grid shrinks to one program per tile and every loop runs exactly once.
+    grid = lambda meta: (min(sms * meta["PER_SM"],  # noqa: E731
+                             triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])),)
     kernel[grid](
         a2, w2, bias if bias is not None else w2, r2, o2,
         M, N, K,

@@ -1,0 +1,109 @@
+"""Per-config timing of matmul_tma on the ViT-B/16 GEMMs: where does the epilogue's time go?
+
+For each GEMM shape and epilogue asked for, runs every TMA config that fits (no autotuning, the
+config forced), checks it against float32 torch on a NaN-poisoned output (rel err <= 1e-2, else
+the config is reported WRONG and not timed), then times it with `triton.testing.do_bench` (median,
+L2 flushed). F.linear (cuBLAS) is timed in the same loop. Output: one line per (shape, epilogue,
+config), sorted fastest first, and the best per epilogue.
+
+    python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_tanh
+    python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import vitbench  # noqa: F401,I001  (first: selects the Triton backend before triton is imported)
+import torch
+import torch.nn.functional as F
+import triton
+
+from vitbench.kernels import matmul_tma as T
+from vitbench.numerics import poisoned, rel_err
+
+GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
+         "fc1": (3072, 768, ["none", "gelu", "gelu_tanh"]), "fc2": (768, 3072, ["residual"])}
+
+
+def tag(cfg: triton.Config) -> str:
+    k = cfg.kwargs
+    return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
+            f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}")
+
+
+def run_config(cfg, a, w, b, res, out, epilogue, sms):
+    M, K = a.shape
+    N = w.shape[0]
+    r = res if res is not None else out
+    grid = (min(sms * cfg.kwargs["PER_SM"],
+                triton.cdiv(M, cfg.kwargs["BLOCK_M"]) * triton.cdiv(N, cfg.kwargs["BLOCK_N"])),)
+    T._matmul_tma_kernel[grid](a, w, b, r, out, M, N, K, a.stride(0), w.stride(0), b.stride(0),
+                               r.stride(0), out.stride(0), HAS_BIAS=True, EPILOGUE=epilogue,
+                               NUM_SMS=sms, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                               **cfg.kwargs)
+
+
+def reference(a, w, b, epilogue, res):
+    y = F.linear(a.float(), w.float(), b.float())
+    if epilogue.startswith("gelu"):
+        y = F.gelu(y, approximate="tanh" if epilogue == "gelu_tanh" else "none")
+    return y + res.float() if res is not None else y
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gemm", nargs="+", choices=list(GEMMS), default=["fc1"], help="ViT-B/16 GEMMs")
+    p.add_argument("--batch", type=int, nargs="+", default=[256], help="images (M = 197 * batch)")
+    p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("epilogue_probe.py needs a CUDA GPU")
+    T._ensure_allocator()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    dev, dt = torch.device("cuda"), torch.bfloat16
+    print(f"{torch.cuda.get_device_name()} ({sms} SMs)  bf16  torch {torch.__version__}  triton {triton.__version__}")
+    torch.manual_seed(0)
+    for batch in args.batch:
+        for name in args.gemm:
+            N, K, epilogues = GEMMS[name]
+            M = 197 * batch
+            a = torch.randn(M, K, device=dev, dtype=dt)
+            w = torch.randn(N, K, device=dev, dtype=dt) / K ** 0.5
+            b = torch.randn(N, device=dev, dtype=dt)
+            flops = 2 * M * N * K
+            cublas = triton.testing.do_bench(lambda: F.linear(a, w, b), rep=args.rep, return_mode="median")
+            print(f"\n== batch {batch} {name} M={M} N={N} K={K}: cuBLAS F.linear {cublas:.4f} ms "
+                  f"({flops / cublas / 1e9:.1f} TFLOP/s)", flush=True)
+            for epi in epilogues:
+                res = torch.randn(M, N, device=dev, dtype=dt) if "residual" in epi else None
+                ref = reference(a, w, b, epi, res)
+                rows = []
+                for cfg in T.prune_by_smem(T.TMA_CONFIGS, {"a_ptr": a}, EPILOGUE=epi):
+                    if T.prune_by_smem([cfg], {"a_ptr": a}, EPILOGUE=epi) != [cfg]:
+                        continue  # the fallback of prune_by_smem: does not fit
+                    out = poisoned((M, N), dt, dev)
+                    try:
+                        run_config(cfg, a, w, b, res, out, epi, sms)
+                        err = rel_err(out, ref)
+                        if not err <= 1e-2:
+                            print(f"  {epi:9} {tag(cfg):34} WRONG rel_err={err:.2e}", flush=True)
+                            continue
+                        ms = triton.testing.do_bench(
+                            lambda: run_config(cfg, a, w, b, res, out, epi, sms), rep=args.rep,
+                            return_mode="median")
+                    except Exception as e:  # a config that does not compile or launch
+                        print(f"  {epi:9} {tag(cfg):34} FAILED {type(e).__name__}: {str(e)[:100]}", flush=True)
+                        continue
+                    rows.append((ms, tag(cfg)))
+                for ms, t in sorted(rows):
+                    print(f"  {epi:9} {t:34} {ms:.4f} ms {flops / ms / 1e9:7.1f} TFLOP/s "
+                          f"{cublas / ms:6.3f}x cuBLAS", flush=True)
+                if rows:
+                    print(f"  BEST {epi}: {min(rows)[1]} {min(rows)[0]:.4f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
