@@ -9,12 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
 from vitbench.kernels import EPILOGUES, bmm, matmul, patch_embed
 from vitbench.kernels.bmm import bmm_cost
-from vitbench.kernels.matmul import matmul_cost
+from vitbench.kernels.matmul import gelu_erf, gelu_tanh, matmul_cost
 from vitbench.kernels.patch_embed import patch_embed_cost
 from vitbench.numerics import poisoned, rel_err, tolerance
 
@@ -113,6 +115,33 @@ def test_matmul_large_gelu_inputs_finite():
     for ep in ("gelu", "gelu_tanh"):
         got = matmul(a, w, None, epilogue=ep)
         assert rel_err(got, linear_ref(a, w, None, ep, None)) < 1e-5
+
+
+@triton.jit
+def _gelu_kernel(x_ptr, y_ptr, n, TANH: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < n)
+    y = gelu_tanh(x) if TANH else gelu_erf(x)
+    tl.store(y_ptr + offs, y, mask=offs < n)
+
+
+@pytest.mark.parametrize("tanh", [False, True], ids=["erf", "tanh"])
+def test_gelu_epilogue_elementwise_accuracy(tanh):
+    """The epilogue's GELU, element by element in fp32, against float64 torch: within a few fp32
+    ulps on [-12, 12] (abs error <= 2e-6 for the erf form, whose erf is not libdevice's), and as
+    torch at +-1e30, +-inf, +-0 and NaN."""
+    special = [1e30, -1e30, float("inf"), -float("inf"), 0.0, -0.0, float("nan")]
+    x = torch.cat([torch.linspace(-12, 12, 40_001, dtype=torch.float64), torch.tensor(special)])
+    xf = x.to(device=DEVICE, dtype=torch.float32)
+    y = poisoned(xf.shape, torch.float32, DEVICE)
+    n = xf.numel()
+    _gelu_kernel[(triton.cdiv(n, 4096),)](xf, y, n, TANH=tanh, BLOCK=4096)
+    ref = F.gelu(xf.double().cpu(), approximate="tanh" if tanh else "none")
+    got = y.double().cpu()
+    k = len(special)
+    err = (got[:-k] - ref[:-k]).abs()
+    assert err.max().item() <= 2e-6, f"max abs error {err.max().item():.3e} at x={x[err.argmax()].item()}"
+    torch.testing.assert_close(got[-k:], ref[-k:], rtol=0, atol=0, equal_nan=True)
 
 
 def test_matmul_cost():

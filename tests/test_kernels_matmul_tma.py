@@ -248,6 +248,7 @@ def test_matmul_auto_times_once_and_keeps_the_faster(monkeypatch, winner):
     monkeypatch.setattr(dispatch, "_median_ms", fake_timer)
     monkeypatch.setattr(matmul_mod, "MODE", "auto")
     monkeypatch.setattr(matmul_mod, "INTERPRETER", False)  # auto times nothing in the interpreter
+    monkeypatch.setattr(matmul_mod, "TMA_MIN_ROWS", 42)
     a, w, bias, res, _ = make((2, 21, 32), 16, torch.float16, "residual")
     expect = linear_ref(a, w, bias, "residual", res)
     for _ in range(2):
@@ -259,6 +260,19 @@ def test_matmul_auto_times_once_and_keeps_the_faster(monkeypatch, winner):
     assert list(dispatch.choices().values()) == [winner]
     # the two real calls ran the winner (the spy also saw the one timing run of tma)
     assert calls.count("tma") == 1 + (2 if winner == "tma" else 0)
+
+
+def test_matmul_auto_keeps_small_gemms_on_the_pointer_kernel(monkeypatch):
+    """MODE auto: fewer rows than TMA_MIN_ROWS -> the pointer kernel, nothing timed or cached."""
+    monkeypatch.setattr(dispatch, "_median_ms", lambda fn: pytest.fail("timed a small GEMM"))
+    monkeypatch.setattr(tma_mod, "matmul_tma", lambda *a, **k: pytest.fail("sent to matmul_tma"))
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setattr(matmul_mod, "INTERPRETER", False)
+    monkeypatch.setattr(matmul_mod, "TMA_MIN_ROWS", 43)
+    a, w, bias, _, _ = make((2, 21, 32), 16, torch.float16, "none")
+    got = matmul_mod.matmul(a, w, bias)
+    assert rel_err(got, linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
+    assert dispatch.choices() == {}
 
 
 # -------------------------------------------------------------------------------------- GPU

@@ -79,17 +79,36 @@ def prune_by_smem(configs, named_args, **kwargs):
 
 @triton.jit
 def gelu_erf(x):
-    # exact GELU: 0.5 * x * (1 + erf(x / sqrt(2)))
-    return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    # Exact GELU 0.5 * x * (1 + erf(x / sqrt(2))) in fp32, without libdevice's erf: with z = |x|,
+    # r = erfc(z / sqrt(2)) = 1 / p(z)^16 (Abramowitz & Stegun 7.1.28, |error| <= 3e-7; the
+    # coefficients below carry the 1/sqrt(2)), so gelu = x * (1 - r/2) for x >= 0 and x * r/2
+    # below (no cancellation). Max abs error vs float64 on [-12, 12]: 7.1e-7 (libdevice erf:
+    # 4.4e-7); +-inf behave as torch's (inf, NaN). Why: 6 FMAs, 4 squarings and one approximate
+    # reciprocal, where erff's two polynomial branches and exp made the FC1 GEMM's epilogue cost
+    # 47% of its wgmma time on an H100 (tools/epilogue_probe.py, ViT-B/16 batch 256, bf16:
+    # 0.555 ms with GELU vs 0.378 ms without, 2026-11-27).
+    z = tl.abs(x)
+    p = 5.3829750e-06 * z + 4.8890636e-05
+    p = p * z + 3.8003575e-05
+    p = p * z + 3.2776263e-03
+    p = p * z + 2.1141006e-02
+    p = p * z + 4.9867347e-02
+    p = p * z + 1.0
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p  # p^16: inf for huge |x|, and 1 / inf = 0 = erfc there
+    half_r = 0.5 * tl.fdiv(1.0, p)  # approximate reciprocal (2 ulp), full range
+    return x * tl.where(x >= 0, 1.0 - half_r, half_r)
 
 
 @triton.jit
 def gelu_tanh(x):
-    # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3);
-    # the sigmoid form needs no tanh; the exponent is capped below fp32 overflow (exp(80) ~ 5e34,
-    # so very negative x still gives ~ -0).
+    # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u) = x / (1 + exp(-2u)), u = sqrt(2/pi) * (x +
+    # 0.044715 x^3): no tanh needed; exp overflows to inf for very negative x, and x / inf = -0.
+    # Approximate division (2 ulp, full range), not IEEE div.rn.
     u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-    return x / (1.0 + tl.exp(tl.minimum(-2.0 * u, 80.0)))
+    return tl.fdiv(x, 1.0 + tl.exp(-2.0 * u))
 
 
 @triton.jit
@@ -190,6 +209,12 @@ def _rows(t: torch.Tensor) -> tuple[int, int]:
 # kernel; "tma" always does. The interpreter always runs the pointer kernel ("auto" times nothing).
 MATMUL_MODES = ("auto", "pointer", "tma")
 MODE: str = os.environ.get("VITBENCH_MATMUL", "").strip().lower() or "auto"
+# "auto" leaves GEMMs with fewer rows than this on the pointer kernel, untimed. Measured on an H100
+# (bf16 ViT-B/16, CUDA-graph replay, 2026-11-27): with the choice timed per shape, batch 1 (197
+# rows) took 0.641 ms and batch 8 (1,576 rows) 1.199 ms, against 0.561 and 1.144 ms with every
+# GEMM on the pointer kernel -- the isolated timing picked the TMA kernel for GEMMs where, inside
+# the model's graph, it lost.
+TMA_MIN_ROWS = 4096
 
 
 def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
@@ -204,6 +229,8 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
         return False
     if MODE == "tma":
         return True
+    if a.numel() // a.shape[-1] < TMA_MIN_ROWS:
+        return False
     from vitbench.kernels import _dispatch
     from vitbench.kernels.matmul_tma import matmul_tma
 
