@@ -8,6 +8,7 @@ config), sorted fastest first, and the best per epilogue.
 
     python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_tanh
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
+Residual epilogues also try every config with RES_EARLY (the residual tile loaded before the K loop).
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
 def tag(cfg: triton.Config) -> str:
     k = cfg.kwargs
     return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
-            f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}")
+            f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}"
+            f"{' early' if k['RES_EARLY'] else ''}")
+
+
+def configs(epilogue: str) -> list[triton.Config]:
+    """TMA_CONFIGS, plus for a residual epilogue each one again with RES_EARLY (residual tile
+    loaded before the K loop), which TMA_CONFIGS does not hold (yet)."""
+    out = list(T.TMA_CONFIGS)
+    if "residual" in epilogue:
+        out += [triton.Config({**c.kwargs, "RES_EARLY": True}, num_warps=c.num_warps,
+                              num_stages=c.num_stages) for c in T.TMA_CONFIGS if not c.kwargs["RES_EARLY"]]
+    return out
 
 
 def run_config(cfg, a, w, b, res, out, epilogue, sms):
@@ -56,6 +68,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gemm", nargs="+", choices=list(GEMMS), default=["fc1"], help="ViT-B/16 GEMMs")
     p.add_argument("--batch", type=int, nargs="+", default=[256], help="images (M = 197 * batch)")
+    p.add_argument("--epilogue", nargs="+", default=None,
+                   help="only these epilogues (default: each GEMM's own list)")
     p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -77,10 +91,12 @@ def main() -> int:
             print(f"\n== batch {batch} {name} M={M} N={N} K={K}: cuBLAS F.linear {cublas:.4f} ms "
                   f"({flops / cublas / 1e9:.1f} TFLOP/s)", flush=True)
             for epi in epilogues:
+                if args.epilogue and epi not in args.epilogue:
+                    continue
                 res = torch.randn(M, N, device=dev, dtype=dt) if "residual" in epi else None
                 ref = reference(a, w, b, epi, res)
                 rows = []
-                for cfg in T.prune_by_smem(T.TMA_CONFIGS, {"a_ptr": a}, EPILOGUE=epi):
+                for cfg in configs(epi):
                     if T.prune_by_smem([cfg], {"a_ptr": a}, EPILOGUE=epi) != [cfg]:
                         continue  # the fallback of prune_by_smem: does not fit
                     out = poisoned((M, N), dt, dev)

@@ -14,6 +14,7 @@
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
 #   epi:GEMM+GEMM[:B.B]    tools/epilogue_probe.py: each TMA config forced, per epilogue, batches B
+#                          (env EPILOGUES="gelu residual": only those epilogues)
 #   profile:B+B            vitbench profile at each batch
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane. At the end results/_scratch/gpu
@@ -78,7 +79,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$t" python3 -m vitbench kernels --op "$(echo "${arg%@*}" | tr + ,)" "${cfg[@]}" \
         --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     epi)  # epi:GEMM+GEMM[:B.B]  tools/epilogue_probe.py: every TMA config forced, per epilogue
-      timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } --batch $(echo "${flag:-256}" | tr . " ") 2>&1 \
+      timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } --batch $(echo "${flag:-256}" | tr . " ") \
+        ${EPILOGUES:+--epilogue $EPILOGUES} 2>&1 \
         | sed "s/^/[epi] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;

@@ -62,11 +62,12 @@ _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so per
 
 
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
-         ws: bool = False, group: int = 8, per_sm: int = 1) -> triton.Config:
+         ws: bool = False, group: int = 8, per_sm: int = 1, res_early: bool = False) -> triton.Config:
     assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
-         "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm},
+         "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm,
+         "RES_EARLY": res_early},
         num_stages=stages, num_warps=warps,
     )
 
@@ -127,10 +128,24 @@ def prune_by_smem(configs, named_args, **kwargs):
 
 
 @triton.jit
-def _epilogue_store(acc, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
+def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr, SUB_N: tl.constexpr):
+    # The residual comes in through plain masked loads, not a TMA descriptor. With a
+    # descriptor load, every residual GEMM with more tiles than programs came out wrong on an
+    # H100 (2026-11-27, rel err inf; one tile per program and the other epilogues were right).
+    # Suspected cause: the residual tile shared a shared-memory buffer with the previous
+    # tile's still-running asynchronous TMA store. Plain loads use no shared memory.
+    rm = off_m + tl.arange(0, BLOCK_M)
+    rn = off_n + tl.arange(0, SUB_N)
+    r_ptrs = res_ptr + rm.to(tl.int64)[:, None] * stride_rm + rn[None, :]
+    return tl.load(r_ptrs, mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0)
+
+
+@triton.jit
+def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
                     HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, BLOCK_M: tl.constexpr,
-                    SUB_N: tl.constexpr):
-    # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n).
+                    SUB_N: tl.constexpr, RES_EARLY: tl.constexpr):
+    # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
+    # res: that sub-tile of the residual when loaded before the K loop (RES_EARLY), else unused.
     if HAS_BIAS:
         rn = off_n + tl.arange(0, SUB_N)
         bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
@@ -140,15 +155,9 @@ def _epilogue_store(acc, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, str
     if EPILOGUE == "gelu_tanh":
         acc = gelu_tanh(acc)
     if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
-        # The residual comes in through plain masked loads, not a TMA descriptor. With a
-        # descriptor load, every residual GEMM with more tiles than programs came out wrong on an
-        # H100 (2026-11-27, rel err inf; one tile per program and the other epilogues were right).
-        # Suspected cause: the residual tile shared a shared-memory buffer with the previous
-        # tile's still-running asynchronous TMA store. Plain loads use no shared memory.
-        rm = off_m + tl.arange(0, BLOCK_M)
-        rn = off_n + tl.arange(0, SUB_N)
-        r_ptrs = res_ptr + rm.to(tl.int64)[:, None] * stride_rm + rn[None, :]
-        acc += tl.load(r_ptrs, mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
+        if not RES_EARLY:
+            res = _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M, SUB_N)
+        acc += res.to(tl.float32)
     o_desc.store([off_m, off_n], acc.to(o_desc.dtype))  # out-of-range part is clipped
 
 
@@ -172,6 +181,7 @@ def _matmul_tma_kernel(
     WARP_SPEC: tl.constexpr,  # warp-specialise the tile loop (TMA producer / wgmma consumers)
     FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
     PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
+    RES_EARLY: tl.constexpr,  # load the residual tile before the K loop (its latency hidden there)
 ):
     tl.static_assert(not (WARP_SPEC and EPI_SUBTILE), "WARP_SPEC needs EPI_SUBTILE=False on sm_90")
     SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
@@ -196,6 +206,9 @@ def _matmul_tma_kernel(
         # Per K step: TMA reads BLOCK_M*BLOCK_K + BLOCK_N*BLOCK_K elements (zero past K),
         # then 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on wgmma into the fp32 accumulator.
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        res = acc  # placeholder unless the residual is loaded here
+        if RES_EARLY and (EPILOGUE == "residual" or EPILOGUE == "gelu_residual"):
+            res = _load_residual(res_ptr, stride_rm, off_am, off_wn, M, N, BLOCK_M, BLOCK_N)
         for ki in range(k_tiles):
             a = a_desc.load([off_am, ki * BLOCK_K])  # [BLOCK_M, BLOCK_K]
             w = w_desc.load([off_wn, ki * BLOCK_K])  # [BLOCK_N, BLOCK_K]
@@ -209,13 +222,17 @@ def _matmul_tma_kernel(
             # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
             acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
             acc0, acc1 = tl.split(acc)
-            _epilogue_store(acc0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
-            _epilogue_store(acc1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
-                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
+            if RES_EARLY:
+                res0, res1 = tl.split(tl.permute(tl.reshape(res, (BLOCK_M, 2, SUB_N)), (0, 2, 1)))
+            else:
+                res0, res1 = acc0, acc1  # unused
+            _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
+            _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
+                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
         else:
-            _epilogue_store(acc, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N)
+            _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
