@@ -353,3 +353,18 @@ def test_gpu_matmul_auto_in_place(monkeypatch, epilogue):
     assert len(timed) == 2  # both kernels timed (CUDA-graph replays), on scratch outputs
     (key, pick), = dispatch.choices().items()
     assert key[1] == (32, 197, 768) and key[5] == epilogue and pick in ("pointer", "tma")
+
+
+def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
+    """Autotuning: a config under TUNE_GRAPH_BELOW_MS per eager launch is timed again replayed
+    from a CUDA graph (the figure used); a slower one keeps its eager figure."""
+    from vitbench.kernels import _common
+
+    graph_calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
+                        lambda fn, rep, quantiles: graph_calls.append(rep) or [0.004, 0.003, 0.005])
+    for eager, expect in (([0.02, 0.01, 0.03], [0.004, 0.003, 0.005]), ([0.2, 0.1, 0.3], [0.2, 0.1, 0.3])):
+        monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
+        assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
+    assert len(graph_calls) == 1
