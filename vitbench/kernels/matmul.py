@@ -57,7 +57,8 @@ GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
 # the tensor cores. Compiled offline for sm_90 (fp32, ieee): the 128-wide configs above that fit
 # shared memory at 4 bytes spill registers with 4 warps (248-3452 bytes), only the 64x64 and
 # smaller ones do not; these four compile with 232-255 registers and no spill. On the H100
-# (2026-11-27) exact-fp32 ViT-B/16 ran 2x slower than HF's cuBLAS SGEMM. Timing: NOT yet measured.
+# (2026-11-27) exact-fp32 ViT-B/16 ran 2.09x slower than HF SDPA's cuBLAS SGEMM at batch 32
+# without these, 1.82x with them (55.96 vs 30.71 ms, results/h100/ab/).
 FP32_CONFIGS = [] if INTERPRETER else [
     gemm_config(128, 128, 16, 3, 8),
     gemm_config(128, 128, 32, 3, 8),

@@ -20,6 +20,12 @@ How it differs from matmul.py's pointer kernel:
 - optional epilogue subtiling: the [BLOCK_M, BLOCK_N] accumulator is stored as two
   [BLOCK_M, BLOCK_N/2] halves (bias/GELU/residual per half), halving the epilogue's live registers
   and its shared-memory staging buffer.
+- PER_SM=2 configs run two programs per SM (each within half its shared memory and registers),
+  hoping one's epilogue would overlap the other's wgmma. On an H100 it did not for FC1 + GELU
+  (docs/performance.md, step 5); autotuning keeps them where they win (no epilogue, batch 32);
+- RES_EARLY (not in TMA_CONFIGS; tools/epilogue_probe.py tries it) loads the residual tile before
+  the K loop. On an H100 it was slower than the plain load in the epilogue and spilled registers
+  in several configs.
 
 Eligibility (`tma_eligible`): CUDA backend on compute capability >= 9 (or the interpreter),
 fp16/bf16, every TMA operand viewable as 2-D rows with unit column stride, 16-byte aligned base
