@@ -100,7 +100,8 @@ def test_3d_rows_and_tails(config, with_bias):
 
 
 def test_inplace_residual(config):
-    a, w, bias, residual, _ = make((45, 32), 48, torch.float16, "residual")
+    # 77 x 48 -> 15 tiles of 16 x 32 or 9 of 32 x 32: more tiles than programs (3 SMs x PER_SM)
+    a, w, bias, residual, _ = make((77, 32), 48, torch.float16, "residual")
     expect = linear_ref(a, w, bias, "residual", residual)
     got = matmul_tma(a, w, bias, epilogue="residual", residual=residual, out=residual)
     assert got is residual
@@ -178,6 +179,8 @@ def test_smem_prune():
     pair = tma_mod._cfg(128, 128, 64, 3, 4, per_sm=2)
     assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="none") == [pair, split]
     assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="residual") == [split]
+    assert not tma_mod.fits(big, 2, residual=True) and tma_mod.fits(big, 2, residual=False)
+    assert not tma_mod.fits(pair, 2, residual=True) and tma_mod.fits(pair, 2, residual=False)
 
 
 def test_errors_name_the_problem():
@@ -275,6 +278,21 @@ def test_matmul_auto_keeps_small_gemms_on_the_pointer_kernel(monkeypatch):
     assert dispatch.choices() == {}
 
 
+def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
+    """Autotuning: a config under TUNE_GRAPH_BELOW_MS per eager launch is timed again replayed
+    from a CUDA graph (the figure used); a slower one keeps its eager figure."""
+    from vitbench.kernels import _common
+
+    graph_calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
+                        lambda fn, rep, quantiles: graph_calls.append(rep) or [0.004, 0.003, 0.005])
+    for eager, expect in (([0.02, 0.01, 0.03], [0.004, 0.003, 0.005]), ([0.2, 0.1, 0.3], [0.2, 0.1, 0.3])):
+        monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
+        assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
+    assert len(graph_calls) == 1
+
+
 # -------------------------------------------------------------------------------------- GPU
 def _need_sm90():
     if torch.cuda.get_device_capability()[0] < 9:
@@ -354,17 +372,3 @@ def test_gpu_matmul_auto_in_place(monkeypatch, epilogue):
     (key, pick), = dispatch.choices().items()
     assert key[1] == (32, 197, 768) and key[5] == epilogue and pick in ("pointer", "tma")
 
-
-def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
-    """Autotuning: a config under TUNE_GRAPH_BELOW_MS per eager launch is timed again replayed
-    from a CUDA graph (the figure used); a slower one keeps its eager figure."""
-    from vitbench.kernels import _common
-
-    graph_calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-    monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
-                        lambda fn, rep, quantiles: graph_calls.append(rep) or [0.004, 0.003, 0.005])
-    for eager, expect in (([0.02, 0.01, 0.03], [0.004, 0.003, 0.005]), ([0.2, 0.1, 0.3], [0.2, 0.1, 0.3])):
-        monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
-        assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
-    assert len(graph_calls) == 1

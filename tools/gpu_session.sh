@@ -80,8 +80,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     epi)  # epi:GEMM+GEMM[:B.B]  tools/epilogue_probe.py: every TMA config forced, per epilogue
       timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } --batch $(echo "${flag:-256}" | tr . " ") \
-        ${EPILOGUES:+--epilogue $EPILOGUES} 2>&1 \
-        | sed "s/^/[epi] /" ;;
+        ${EPILOGUES:+--epilogue $EPILOGUES} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[epi] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     profile)

@@ -83,11 +83,12 @@ def gelu_erf(x):
     # Exact GELU 0.5 * x * (1 + erf(x / sqrt(2))) in fp32, without libdevice's erf: with z = |x|,
     # r = erfc(z / sqrt(2)) = 1 / p(z)^16 (Abramowitz & Stegun 7.1.28, |error| <= 3e-7; the
     # coefficients below carry the 1/sqrt(2)), so gelu = x * (1 - r/2) for x >= 0 and x * r/2
-    # below (no cancellation). Max abs error vs float64 on [-12, 12]: 7.1e-7 (libdevice erf:
-    # 4.4e-7); +-inf behave as torch's (inf, NaN). Why: 6 FMAs, 4 squarings and one approximate
-    # reciprocal, where erff's two polynomial branches and exp made the FC1 GEMM's epilogue cost
-    # 47% of its wgmma time on an H100 (tools/epilogue_probe.py, ViT-B/16 batch 256, bf16:
-    # 0.555 ms with GELU vs 0.378 ms without, 2026-11-27).
+    # below. Max abs error vs float64 on [-12, 12]: about 1e-6 in fp32 (libdevice erf: 4.4e-7);
+    # absolute, not relative, in the negative tail where gelu -> 0 (26% of gelu(-6) = -6e-9).
+    # +-inf give what torch gives (inf, NaN). Why: 6 FMAs, 4 squarings and one division, where
+    # erff's two polynomial branches and exp made the FC1 GEMM's epilogue cost 47% of its wgmma
+    # time on an H100 (tools/epilogue_probe.py, ViT-B/16 batch 256, bf16: 0.555 ms with GELU vs
+    # 0.378 ms without, 2026-11-27; 0.495 ms with this form).
     z = tl.abs(x)
     p = 5.3829750e-06 * z + 4.8890636e-05
     p = p * z + 3.8003575e-05
@@ -99,7 +100,7 @@ def gelu_erf(x):
     p = p * p
     p = p * p
     p = p * p  # p^16: inf for huge |x|, and 1 / inf = 0 = erfc there
-    half_r = 0.5 * tl.fdiv(1.0, p)  # approximate reciprocal (2 ulp), full range
+    half_r = 0.5 / p  # fp32 division compiles to div.full.f32 (approximate, 2 ulp) in triton 3.6
     return x * tl.where(x >= 0, 1.0 - half_r, half_r)
 
 
@@ -107,9 +108,8 @@ def gelu_erf(x):
 def gelu_tanh(x):
     # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u) = x / (1 + exp(-2u)), u = sqrt(2/pi) * (x +
     # 0.044715 x^3): no tanh needed; exp overflows to inf for very negative x, and x / inf = -0.
-    # Approximate division (2 ulp, full range), not IEEE div.rn.
     u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-    return tl.fdiv(x, 1.0 + tl.exp(-2.0 * u))
+    return x / (1.0 + tl.exp(-2.0 * u))
 
 
 @triton.jit

@@ -5,16 +5,17 @@ A [M, K] (or [B, T, K] whose rows flatten to [M, K] without a copy), W [N, K] (n
 fp32 accumulation, the epilogue on the fp32 accumulator, one rounding on store.
 
 How it differs from matmul.py's pointer kernel:
-- one program per SM ("persistent"); each walks tiles tile_id = pid, pid + NUM_SMS, ... in the
-  grouped order (GROUP_M row tiles per column sweep, so A and W tiles stay in L2). Either the
-  tile and K loops are flattened (`tl.range(flatten=True)`) so the pipeline runs across tile
+- PER_SM programs per SM ("persistent", usually 1); each walks tiles tile_id = pid, pid + P, ...
+  (P = programs launched) in the grouped order (GROUP_M row tiles per column sweep, so A and W
+  tiles stay in L2). Either the tile and K loops are flattened (`tl.range(flatten=True)`) so the pipeline runs across tile
   boundaries, or (WARP_SPEC configs) the tile loop is warp-specialised: TMA producer warps and
   wgmma consumer warpgroups. triton 3.6 on sm_90 warp-specialises only an unflattened loop with
   num_warps=4 (found by compiling offline: with flatten=True or 8 warps the request is silently
   ignored), hence the two kinds of config;
-- operands, residual and output move through device-side tensor descriptors
-  (`tl.make_tensor_descriptor` -> TMA `cp.async.bulk.tensor` on sm_90). TMA zero-fills
-  out-of-range reads and clips out-of-range writes, so the kernel needs no masks at all;
+- operands and output move through device-side tensor descriptors (`tl.make_tensor_descriptor`
+  -> TMA `cp.async.bulk.tensor` on sm_90). TMA zero-fills out-of-range reads and clips
+  out-of-range writes, so they need no masks; the residual is read with plain masked loads
+  (`_load_residual` says why);
 - W tiles are read as [BLOCK_N, BLOCK_K] (both operands K-major) and fed as `tl.dot(a, w.T)`,
   which wgmma takes straight from shared memory;
 - optional epilogue subtiling: the [BLOCK_M, BLOCK_N] accumulator is stored as two
@@ -63,7 +64,8 @@ from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
-_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block (228 KB per SM, 1 KB reserved)
+_SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
+_SM_SMEM_BYTES = 228 * 1024  # H100 shared memory per SM, 1 KB of it reserved per resident block
 _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so persistence is exercised
 
 
@@ -100,9 +102,9 @@ TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
     _cfg(128, 128, 64, 4, 4, subtile=False, ws=True),
     _cfg(128, 128, 128, 3, 4, subtile=False, ws=True),
     _cfg(128, 64, 64, 4, 4, subtile=False, ws=True),
-    # two programs per SM (each within half the SM's shared memory and registers): while one runs
-    # its epilogue (GELU's erf, the residual's loads) on the CUDA cores, the other keeps the tensor
-    # cores busy -- the overlap a warp-specialised ping-pong kernel gets, from the block scheduler.
+    # two programs per SM (each within half the SM's shared memory and registers), meant to let
+    # one's epilogue overlap the other's wgmma. Measured on an H100: no such overlap with GELU, but
+    # the fastest config for some shapes (FC1 without epilogue at batch 32; docs/performance.md).
     _cfg(128, 128, 64, 3, 4, per_sm=2),
     _cfg(128, 128, 64, 2, 4, per_sm=2),
     _cfg(64, 256, 64, 2, 4, per_sm=2),
@@ -125,12 +127,25 @@ def _smem_bytes(c: triton.Config, itemsize: int, residual: bool) -> int:
     return (ring + staging * k["BLOCK_M"] * sub_n) * itemsize
 
 
+def fits(c: triton.Config, itemsize: int, residual: bool) -> bool:
+    """Whether PER_SM programs of config `c` fit one SM's shared memory (with the estimate's 1 KB
+    margin, and 1 KB reserved per program)."""
+    need = _smem_bytes(c, itemsize, residual) + 1024
+    per_sm = c.kwargs.get("PER_SM", 1)
+    return need <= _SMEM_BYTES and per_sm * (need + 1024) <= _SM_SMEM_BYTES
+
+
 def prune_by_smem(configs, named_args, **kwargs):
     itemsize = named_args["a_ptr"].element_size()
     residual = kwargs.get("EPILOGUE", named_args.get("EPILOGUE")) in _RESIDUAL_EPILOGUES
-    fits = [c for c in configs
-            if c.kwargs.get("PER_SM", 1) * (_smem_bytes(c, itemsize, residual) + 1024) <= _SMEM_BYTES]
-    return fits or configs[-1:]
+    return [c for c in configs if fits(c, itemsize, residual)] or configs[-1:]
+
+
+def grid(M: int, N: int, sms: int, meta: dict) -> tuple[int]:
+    """Programs to launch: PER_SM per SM, or one per tile when there are fewer tiles. Each
+    program's tile loop steps by NUM_SMS * PER_SM, so with fewer tiles every loop runs once."""
+    tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
+    return (min(sms * meta["PER_SM"], tiles),)
 
 
 @triton.jit
@@ -361,11 +376,7 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     _ensure_allocator()
     sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
     kernel = _matmul_tma_inplace if inplace else _matmul_tma
-    # At most PER_SM programs per SM. Each program's tile loop steps by NUM_SMS * PER_SM: with fewer
-    # tiles than that the grid shrinks to one program per tile and every loop runs exactly once.
-    grid = lambda meta: (min(sms * meta["PER_SM"],  # noqa: E731
-                             triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])),)
-    kernel[grid](
+    kernel[lambda meta: grid(M, N, sms, meta)](
         a2, w2, bias if bias is not None else w2, r2, o2,
         M, N, K,
         a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
