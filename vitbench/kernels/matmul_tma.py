@@ -5,13 +5,13 @@ A [M, K] (or [B, T, K] whose rows flatten to [M, K] without a copy), W [N, K] (n
 fp32 accumulation, the epilogue on the fp32 accumulator, one rounding on store.
 
 How it differs from matmul.py's pointer kernel:
-- PER_SM programs per SM ("persistent", usually 1); each walks tiles tile_id = pid, pid + P, ...
-  (P = programs launched) in the grouped order (GROUP_M row tiles per column sweep, so A and W
-  tiles stay in L2). Either the tile and K loops are flattened (`tl.range(flatten=True)`) so the
-  pipeline runs across tile boundaries, or (WARP_SPEC configs) the tile loop is warp-specialised: TMA producer warps and
-  wgmma consumer warpgroups. triton 3.6 on sm_90 warp-specialises only an unflattened loop with
-  num_warps=4 (found by compiling offline: with flatten=True or 8 warps the request is silently
-  ignored), hence the two kinds of config;
+- PER_SM programs per SM ("persistent", usually 1); each walks tiles tile_id = pid, pid + P, ... (P
+  = programs launched) in the grouped order (GROUP_M row tiles per column sweep, so A and W tiles
+  stay in L2). Either the tile and K loops are flattened (`tl.range(flatten=True)`) so the pipeline
+  runs across tile boundaries, or (WARP_SPEC configs) the tile loop is warp-specialised: TMA
+  producer warps and wgmma consumer warpgroups. triton 3.6 on sm_90 warp-specialises only an
+  unflattened loop with num_warps=4 (found by compiling offline: with flatten=True or 8 warps the
+  request is silently ignored), hence the two kinds of config;
 - operands and output move through device-side tensor descriptors (`tl.make_tensor_descriptor`
   -> TMA `cp.async.bulk.tensor` on sm_90). TMA zero-fills out-of-range reads and clips
   out-of-range writes, so they need no masks; the residual is read with plain masked loads
