@@ -13,7 +13,8 @@ from vitbench.cli._suite import NoProgress, Timer, dtype_option, out_option, res
 def kernels(
     op: Annotated[Optional[str], typer.Option(
         "--op", help="Sweep to run: an op (add, layernorm, softmax, matmul, bmm, patch_embed, "
-                     "attention), 'vit' (exact ViT-B/16 and ViT-L/16 shapes), a comma list, or "
+                     "attention), 'vit' (exact ViT-B/16 and ViT-L/16 shapes), 'targets' (the "
+                     "ViT-B/16 batch-256 kernels of the performance targets), a comma list, or "
                      "'all'. Reads configs/kernels/<name>.yaml. With --config: keep only this op.",
     )] = None,
     config: Annotated[Optional[Path], typer.Option(
