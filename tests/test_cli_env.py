@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from vitbench._backend import INTERPRETER, INTERPRETER_NOTE
@@ -68,10 +69,12 @@ def test_interpreter_is_selected_before_kernels_without_gpu():
         assert flag == "1"
 
 
-def test_bad_matmul_mode_is_one_line_before_any_work():
-    env = {**os.environ, "VITBENCH_MATMUL": "fastest"}
+@pytest.mark.parametrize("name,value", [("VITBENCH_MATMUL", "fastest"),
+                                        ("VITBENCH_TUNE_GRAPH_BELOW_MS", "fast")])
+def test_bad_setting_is_one_line_before_any_work(name, value):
+    env = {**os.environ, name: value}
     proc = subprocess.run([sys.executable, "-m", "vitbench", "env"], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "VITBENCH_MATMUL='fastest'" in lines[0], proc.stderr
+    assert len(lines) == 1 and f"{name}='{value}'" in lines[0], proc.stderr

@@ -291,6 +291,14 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
         monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
         assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
     assert len(graph_calls) == 1
+    monkeypatch.setenv("VITBENCH_TUNE_GRAPH_BELOW_MS", "0")  # eager figures only
+    assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == [0.2, 0.1, 0.3]
+    monkeypatch.setenv("VITBENCH_TUNE_GRAPH_BELOW_MS", "1.5")
+    assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == [0.004, 0.003, 0.005]
+    for bad in ("fast", "-1", "nan"):
+        monkeypatch.setenv("VITBENCH_TUNE_GRAPH_BELOW_MS", bad)
+        with pytest.raises(VitbenchError, match="VITBENCH_TUNE_GRAPH_BELOW_MS"):
+            _common.tune_graph_below_ms()
 
 
 # -------------------------------------------------------------------------------------- GPU

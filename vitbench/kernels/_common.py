@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 import functools
+import os
 
 import torch
 import triton
@@ -169,13 +170,29 @@ TUNE_WARMUP_MS, TUNE_REP_MS = 10, 40
 # graph figure (no flush, no gaps) is normally not above its eager one, so the pick is the graph-timed
 # fastest of the configs under the threshold, or the eager fastest when none is.
 TUNE_GRAPH_BELOW_MS = 0.05
+TUNE_GRAPH_ENV = "VITBENCH_TUNE_GRAPH_BELOW_MS"  # overrides it, in ms; 0 = eager figures only
+
+
+def tune_graph_below_ms() -> float:
+    """TUNE_GRAPH_BELOW_MS, or VITBENCH_TUNE_GRAPH_BELOW_MS when set (for A/B runs of the rule)."""
+    raw = os.environ.get(TUNE_GRAPH_ENV, "").strip()
+    if not raw:
+        return TUNE_GRAPH_BELOW_MS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise VitbenchError(f"{TUNE_GRAPH_ENV}={raw!r}: give milliseconds >= 0 (0: time every "
+                            "autotuning config eagerly), or leave it unset")
+    return value
 
 
 def _tune_bench(kernel_call: Callable, quantiles) -> list[float]:
     eager = triton.testing.do_bench(kernel_call, warmup=TUNE_WARMUP_MS, rep=TUNE_REP_MS,
                                     quantiles=quantiles)
     median = eager[0] if isinstance(eager, (list, tuple)) else eager
-    if median >= TUNE_GRAPH_BELOW_MS:
+    if median >= tune_graph_below_ms():
         return eager
     # do_bench_cudagraph launches on a stream of its own (do_bench has synchronised already).
     return triton.testing.do_bench_cudagraph(kernel_call, rep=TUNE_REP_MS // 4, quantiles=quantiles)
