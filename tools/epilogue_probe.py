@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import triton
 
 from vitbench.kernels import matmul_tma as T
+from vitbench.kernels._pdl import launch_opts
 from vitbench.numerics import poisoned, rel_err
 
 GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
@@ -53,7 +54,7 @@ def run_config(cfg, a, w, b, res, out, epilogue, sms):
     T._matmul_tma_kernel[T.grid(M, N, sms, cfg.kwargs)](
         a, w, b, r, out, M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
         HAS_BIAS=True, EPILOGUE=epilogue, NUM_SMS=sms, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, **cfg.kwargs)
+        num_stages=cfg.num_stages, **cfg.kwargs, **launch_opts())
 
 
 def reference(a, w, b, epilogue, res):

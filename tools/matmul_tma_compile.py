@@ -34,7 +34,7 @@ ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # mult
 def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
                    num_sms: int = 132) -> dict:
     fn = T._matmul_tma_kernel
-    consts = {"HAS_BIAS": bias, "EPILOGUE": epilogue, "NUM_SMS": num_sms, **cfg.kwargs}
+    consts = {"HAS_BIAS": bias, "EPILOGUE": epilogue, "NUM_SMS": num_sms, "PDL": False, **cfg.kwargs}
     sig = {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i32" for n in fn.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in ALIGNED}

@@ -14,6 +14,7 @@ import triton.language as tl
 
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import check_out, check_same_dtype, check_tensor
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 # Bytes of x per program: 16 KiB = 4096 fp32 or 8192 fp16/bf16 elements; with 8 warps each
 # thread moves 4 x 16-byte vectors per tensor, enough in flight to saturate HBM.
@@ -33,7 +34,9 @@ def _add_kernel(
     BROADCAST: tl.constexpr,  # n_y < n_out: index y modulo n_y
     VEC: tl.constexpr,  # n_y % VEC == 0: runs of VEC y-offsets are contiguous and aligned
     INT64: tl.constexpr,  # offsets may pass 2**31: compute them in int64
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     pid = tl.program_id(0)
     if INT64:
         pid = pid.to(tl.int64)
@@ -108,5 +111,6 @@ def add(x: torch.Tensor, y: torch.Tensor, *, out: torch.Tensor | None = None) ->
         VEC=vec if n_y % vec == 0 else 1,
         INT64=n_out + block > _INT32_LIMIT,
         num_warps=_NUM_WARPS,
+        **launch_opts(),
     )
     return out

@@ -39,6 +39,7 @@ from vitbench.kernels._common import (
     overlaps,
 )
 from vitbench.kernels._tiles import tf32_operand
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
 MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill
@@ -156,7 +157,9 @@ def _attention_kernel(
     DOT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
     BLOCK_M: tl.constexpr,  # query rows per program (autotuned)
     BLOCK_N: tl.constexpr,  # keys per inner step (autotuned)
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     pid_m = tl.program_id(0)  # query block: fastest axis, so one head's blocks share k/v in L2
     pid_h = tl.program_id(1)  # head
     pid_b = tl.program_id(2).to(tl.int64)  # batch (int64: B * stride_b may pass 2^31)
@@ -295,6 +298,7 @@ def attention(
         HEAD_DIM=d,
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         DOT_PRECISION=dot_precision,
+        **launch_opts(),
     )
     if dst is not out:
         out.copy_(dst)

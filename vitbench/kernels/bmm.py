@@ -22,6 +22,7 @@ from vitbench.kernels._common import (
 )
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 
 # Interpreter: the first config only (small, quick on a CPU). GPU: attention-sized problems
@@ -56,7 +57,9 @@ def _bmm_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # grouped tile order within one batch entry
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     # One flat grid (no 65535 limit on the batch): program -> (batch entry, output tile).
     pid = tl.program_id(0)
     tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
@@ -142,5 +145,6 @@ def bmm(a: torch.Tensor, b: torch.Tensor, *, scale: float = 1.0, transpose_b: bo
         *_lead_strides(out), out.stride(-2), out.stride(-1),
         float(scale),
         PRECISION=dot_precision if dtype == torch.float32 else "tf32",
+        **launch_opts(),
     )
     return out

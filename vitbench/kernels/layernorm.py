@@ -25,6 +25,7 @@ from vitbench.kernels._common import (
     check_out, check_same_dtype, check_tensor, row_autotune, row_tiles, rows_out,
 )
 from vitbench.kernels._tiles import row_block
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 # Widest row (elements, a power of 2) held whole in registers; wider rows loop over chunks of it.
 MAX_SINGLE_BLOCK = 8192
@@ -50,7 +51,9 @@ def _layernorm_kernel(
     BLOCK_M: tl.constexpr,  # rows per program
     BLOCK_N: tl.constexpr,  # columns per chunk (>= n_cols on the single-block path)
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else loop over chunks
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     rows, row_ok = row_block(n_rows, BLOCK_M)  # rows past the end re-read the last row
     x_rows = x_ptr + rows[:, None] * stride_x  # [BLOCK_M, 1] row starts
     r_rows = r_ptr + rows[:, None] * stride_r
@@ -155,6 +158,7 @@ def _launch(x2, r2, s2, weight, bias, o2, eps: float) -> None:
         x2, r2, s2, weight, bias, o2, n_rows, D,
         x2.stride(0), r2.stride(0), s2.stride(0), o2.stride(0), eps,
         HAS_RESIDUAL=fused, BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= D,
+        **launch_opts(),
     )
 
 

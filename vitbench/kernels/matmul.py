@@ -22,6 +22,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
@@ -132,7 +133,9 @@ def _matmul_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks in the main loop
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     # Grouped tile order: neighbouring programs share A rows and W columns in L2.
     pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
@@ -333,5 +336,6 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         HAS_BIAS=bias is not None, EPILOGUE=epilogue,
         # 16-bit operands ignore input_precision; pass triton's default for them.
         PRECISION=dot_precision if dtype == torch.float32 else "tf32",
-    )
+        **launch_opts(),
+)
     return out

@@ -61,6 +61,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._tiles import grouped_tile
 from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
@@ -203,7 +204,9 @@ def _matmul_tma_kernel(
     FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
     PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
     RES_EARLY: tl.constexpr,  # load the residual tile before the K loop (its latency hidden there)
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     tl.static_assert(not (WARP_SPEC and EPI_SUBTILE), "WARP_SPEC needs EPI_SUBTILE=False on sm_90")
     SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
     a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
@@ -382,5 +385,6 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
         r2.stride(0), o2.stride(0),
         HAS_BIAS=bias is not None, EPILOGUE=epilogue, NUM_SMS=sms,
+        **launch_opts(),
     )
     return out

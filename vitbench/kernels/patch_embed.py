@@ -21,6 +21,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._tiles import grouped_tile, tf32_operand
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 
 # Interpreter: the first config only. GPU: M = B*196, N = K = 768 at ViT-B/16.
@@ -63,7 +64,9 @@ def _patch_embed_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -168,5 +171,6 @@ def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         *out.stride(),
         P=p, HAS_BIAS=bias is not None, HAS_POS=pos_embed is not None,
         PRECISION=dot_precision if dtype == torch.float32 else "tf32",
+        **launch_opts(),
     )
     return out

@@ -21,6 +21,7 @@ import triton.language as tl
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import check_out, check_tensor, row_autotune, row_tiles, rows_out
 from vitbench.kernels._tiles import row_block
+from vitbench.kernels._pdl import launch_opts, pdl_start
 
 # Longest row (elements, a power of 2) held whole in registers; longer rows take the online path.
 MAX_SINGLE_BLOCK = 8192
@@ -39,7 +40,9 @@ def _softmax_kernel(
     BLOCK_M: tl.constexpr,  # rows per program
     BLOCK_N: tl.constexpr,  # columns per chunk (>= n_cols on the single-block path)
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else the online path
+    PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
+    pdl_start(PDL)
     LOG2E: tl.constexpr = 1.4426950408889634
     rows, row_ok = row_block(n_rows, BLOCK_M)  # rows past the end re-read the last row
     x_rows = x_ptr + rows[:, None] * stride_x  # [BLOCK_M, 1] row starts
@@ -116,6 +119,7 @@ def softmax(x: torch.Tensor, *, scale: float = 1.0, out: torch.Tensor | None = N
     _softmax_kernel[grid](
         x2, dst, n_rows, N, x2.stride(0), dst.stride(0), float(scale),
         BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= N,
+        **launch_opts(),
     )
     if dst is not o2:
         o2.copy_(dst)
