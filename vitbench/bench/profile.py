@@ -308,6 +308,11 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
     if cls_only:
         notes.append("logits only (as `vitbench model` runs it): the last layer past its attention "
                      "on the CLS row (--no-cls-only: the full forward)")
+    from vitbench.kernels import _pdl
+
+    if _pdl.PDL:
+        notes.append("VITBENCH_PDL=1: each kernel may start before its predecessor ends and wait "
+                     "inside; per-kernel times include that wait and overlap")
     out = _out_dir(out_dir)
     trace_path = Path(trace) if trace is not None else out / f"{base_name(model, batch, dtype)}.trace.json"
 

@@ -34,7 +34,9 @@ def _root() -> None:
         raise VitbenchError(f"VITBENCH_MATMUL={matmul_mod.MODE!r}: choose one of "
                             f"{', '.join(matmul_mod.MATMUL_MODES)} (or leave it unset: auto)")
     importlib.import_module("vitbench.kernels._common").tune_graph_below_ms()  # a bad value: exit 2
-    importlib.import_module("vitbench.kernels._pdl").pdl_setting()  # likewise
+    pdl = importlib.import_module("vitbench.kernels._pdl")
+    pdl.pdl_setting()  # likewise
+    pdl.check_device()
 
 
 from vitbench.cli import env_cmd, kernels_cmd, model_cmd, profile_cmd, report_cmd  # noqa: E402

@@ -14,7 +14,8 @@ CUDA's programmatic-stream-serialization attribute and begins with `pdl_start(PD
 
 Correctness does not depend on where the launch_dependents is placed; only the overlap does.
 Inside a CUDA graph capture the dependency becomes a programmatic edge (CUDA >= 12.3).
-Not measured yet (docs/performance.md, section 4); off by default.
+Not measured yet (docs/performance.md, section 4); off by default. Hopper and newer only (checked).
+With PDL on, `vitbench profile`'s per-kernel times include each kernel's wait for its predecessor.
 
     PDL                    # bool: VITBENCH_PDL=1 and not the interpreter
     kernel[grid](..., **launch_opts())   # PDL=... constexpr, and launch_pdl=True when on
@@ -23,8 +24,10 @@ Not measured yet (docs/performance.md, section 4); off by default.
 
 from __future__ import annotations
 
+import functools
 import os
 
+import torch
 import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
@@ -51,10 +54,29 @@ except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: off
     PDL = False
 
 
+@functools.lru_cache(maxsize=None)
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def check_device() -> None:
+    """VitbenchError when PDL is on and the current GPU is older than Hopper (ptxas rejects
+    griddepcontrol below sm_90: the error would surface from inside autotuning otherwise)."""
+    if PDL and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        if _capability(index) < (9, 0):
+            major, minor = _capability(index)
+            raise VitbenchError(f"{PDL_ENV}=1 needs compute capability 9.0 or newer (Hopper); "
+                                f"this GPU has {major}.{minor}: unset {PDL_ENV}")
+
+
 def launch_opts() -> dict:
     """Extra launch arguments for every vitbench kernel: the PDL constexpr, and CUDA's PDL
     launch attribute when it is on."""
-    return {"PDL": True, "launch_pdl": True} if PDL else {"PDL": False}
+    if not PDL:
+        return {"PDL": False}
+    check_device()
+    return {"PDL": True, "launch_pdl": True}
 
 
 @triton.jit

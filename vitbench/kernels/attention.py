@@ -38,8 +38,8 @@ from vitbench.kernels._common import (
     autotune, check_int32_offsets, check_out, check_precision, check_same_dtype, check_tensor,
     overlaps,
 )
-from vitbench.kernels._tiles import tf32_operand
 from vitbench.kernels._pdl import launch_opts, pdl_start
+from vitbench.kernels._tiles import tf32_operand
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
 MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill

@@ -20,9 +20,9 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels._common import (
     autotune, check_int32_offsets, check_precision, check_same_dtype, check_tensor,
 )
+from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
-from vitbench.kernels._pdl import launch_opts, pdl_start
 
 
 # Interpreter: the first config only (small, quick on a CPU). GPU: attention-sized problems

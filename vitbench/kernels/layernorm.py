@@ -24,8 +24,8 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels._common import (
     check_out, check_same_dtype, check_tensor, row_autotune, row_tiles, rows_out,
 )
-from vitbench.kernels._tiles import row_block
 from vitbench.kernels._pdl import launch_opts, pdl_start
+from vitbench.kernels._tiles import row_block
 
 # Widest row (elements, a power of 2) held whole in registers; wider rows loop over chunks of it.
 MAX_SINGLE_BLOCK = 8192

@@ -21,8 +21,8 @@ from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
-from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 from vitbench.kernels._pdl import launch_opts, pdl_start
+from vitbench.kernels._tiles import dot_k_loop, grouped_tile
 
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
@@ -337,5 +337,5 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         # 16-bit operands ignore input_precision; pass triton's default for them.
         PRECISION=dot_precision if dtype == torch.float32 else "tf32",
         **launch_opts(),
-)
+    )
     return out

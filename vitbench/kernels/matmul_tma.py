@@ -59,9 +59,9 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
+from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile
 from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
-from vitbench.kernels._pdl import launch_opts, pdl_start
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)

@@ -19,9 +19,9 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile, tf32_operand
 from vitbench.kernels.matmul import check_out, gemm_config, prune_by_smem
-from vitbench.kernels._pdl import launch_opts, pdl_start
 
 
 # Interpreter: the first config only. GPU: M = B*196, N = K = 768 at ViT-B/16.

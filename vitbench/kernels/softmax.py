@@ -20,8 +20,8 @@ import triton.language as tl
 
 from vitbench.errors import VitbenchError
 from vitbench.kernels._common import check_out, check_tensor, row_autotune, row_tiles, rows_out
-from vitbench.kernels._tiles import row_block
 from vitbench.kernels._pdl import launch_opts, pdl_start
+from vitbench.kernels._tiles import row_block
 
 # Longest row (elements, a power of 2) held whole in registers; longer rows take the online path.
 MAX_SINGLE_BLOCK = 8192
