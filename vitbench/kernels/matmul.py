@@ -267,10 +267,10 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
            precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout).
 
-    Epilogues: "none", "gelu" (the erf form, within ~1e-6 of it in fp32), "gelu_tanh",
-    "residual" (+ residual), "gelu_residual" (gelu(...) + residual). `residual` has the output's shape and is required
-    exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless precision="tf32".
-    `out` may alias `residual` (same view) for an in-place residual add.
+    Epilogues: "none", "gelu" (the erf form, within ~1e-6 of it in fp32), "gelu_tanh", "residual"
+    (+ residual), "gelu_residual" (gelu(...) + residual). `residual` has the output's shape and is
+    required exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless
+    precision="tf32". `out` may alias `residual` (same view) for an in-place residual add.
     """
     if (precision in ("ieee", "tf32") and isinstance(a, torch.Tensor)
             and a.dtype in (torch.float16, torch.bfloat16) and _tma_route(a, w, bias, epilogue, residual, out)):
