@@ -291,11 +291,36 @@ def test_patch_embed_into_token_buffer_with_pos_embed():
     assert torch.isnan(buf[:, 0]).all()  # the CLS row is left alone
 
 
+def test_patch_embed_writes_the_cls_rows_in_the_same_launch():
+    # the model's use with the CLS row: h[:, 0] = cls_token for every image, exactly (a copy);
+    # B * NP = 18 rows: images start inside row tiles and at tile edges
+    B, C, H, W, p, D = 3, 3, 16, 24, 8, 21
+    NP = (H // p) * (W // p)
+    pixels = rand(B, C, H, W)
+    weight = rand(D, C, p, p, scale=(C * p * p) ** -0.5)
+    pos, cls = rand(NP, D), rand(2 * D)[::2]  # cls_token with a stride
+    for dtype in (torch.float32, torch.float16):
+        buf = poisoned((B, 1 + NP, D), dtype, DEVICE)
+        patch_embed(pixels.to(dtype), weight.to(dtype), None, pos_embed=pos.to(dtype),
+                    out=buf[:, 1:], cls_token=cls.to(dtype), cls_out=buf[:, 0])
+        assert torch.equal(buf[:, 0], cls.to(dtype).expand(B, D))
+        ref = patch_ref(pixels.to(dtype), weight.to(dtype), None, pos.to(dtype))
+        assert rel_err(buf[:, 1:], ref) < tolerance(dtype)
+    with pytest.raises(VitbenchError, match="go together"):
+        patch_embed(pixels, weight, None, cls_token=cls)
+    with pytest.raises(VitbenchError, match="cls_token has shape"):
+        patch_embed(pixels, weight, None, cls_token=rand(D + 1), cls_out=rand(B, D))
+    with pytest.raises(VitbenchError, match="cls_out has shape"):
+        patch_embed(pixels, weight, None, cls_token=cls, cls_out=rand(B, D + 1))
+
+
 def test_patch_embed_cost():
     flops, nbytes = patch_embed_cost(2, 3, 32, 48, 40, 16, 4)
     K, NP = 3 * 16 * 16, 6
     assert flops == 2 * 2 * NP * 40 * K
     assert nbytes == 4 * (2 * 3 * 32 * 48 + 40 * K + 40 + 2 * NP * 40)
+    assert patch_embed_cost(2, 3, 32, 48, 40, 16, 4, has_pos=True, has_cls=True)[1] == \
+        nbytes + 4 * (NP * 40 + 3 * 40)  # + pos_embed read, cls_token read, 2 CLS rows written
 
 
 @pytest.mark.parametrize("px,wt,b,kwargs,needle", [

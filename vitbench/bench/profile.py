@@ -73,10 +73,10 @@ def _cost_add_layernorm(x, residual, weight, bias, *args, **_) -> tuple[int, int
     return layernorm_cost(x.numel() // D, D, _size(x), fused_residual=True)
 
 
-def _cost_patch_embed(pixels, weight, bias, *, pos_embed=None, **_) -> tuple[int, int]:
+def _cost_patch_embed(pixels, weight, bias, *, pos_embed=None, cls_token=None, **_) -> tuple[int, int]:
     B, C, H, W = pixels.shape
     return patch_embed_cost(B, C, H, W, weight.shape[0], weight.shape[-1], _size(pixels),
-                            pos_embed is not None)
+                            pos_embed is not None, cls_token is not None)
 
 
 def _cost_add(x, y, **_) -> tuple[int, int]:

@@ -18,6 +18,7 @@ import triton.language as tl
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
+from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile, tf32_operand
@@ -52,6 +53,8 @@ def _patch_embed_kernel(
     bias_ptr,  # bias [D] (unused unless HAS_BIAS)
     pos_ptr,  # pos_embed [NP, D] added in the epilogue (unused unless HAS_POS)
     out_ptr,  # out [B, NP, D], any strides (e.g. rows 1.. of a [B, 1+NP, D] buffer)
+    cls_ptr,  # cls_token [D] (unused unless HAS_CLS)
+    cls_out_ptr,  # cls_out [B, D], any strides: gets cls_token for every image (e.g. row 0)
     M, N, K,  # B*NP, D, C*p*p
     NP, GW,  # patches per image, patches per image row (W // p)
     stride_ab, stride_ac, stride_ah, stride_aw,
@@ -59,8 +62,9 @@ def _patch_embed_kernel(
     stride_bias,
     stride_pr, stride_pd,
     stride_ob, stride_or, stride_od,
+    stride_cls, stride_cb, stride_cd,
     P: tl.constexpr,  # patch size p (constexpr: the k -> (c, i, j) split becomes shifts/masks)
-    HAS_BIAS: tl.constexpr, HAS_POS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_POS: tl.constexpr, HAS_CLS: tl.constexpr,
     PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
@@ -109,25 +113,39 @@ def _patch_embed_kernel(
     o_ptrs = (out_ptr + ((rm // NP).to(tl.int64) * stride_ob + r.to(tl.int64) * stride_or)[:, None]
               + rn[None, :] * stride_od)
     tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    if HAS_CLS:
+        # The tile rows holding an image's first patch also write that image's CLS row (a copy
+        # of cls_token, no arithmetic): one launch less than a separate copy kernel.
+        first = (r == 0) & (rm < M)
+        cls = tl.load(cls_ptr + rn_ld * stride_cls).to(cls_out_ptr.dtype.element_ty)
+        c_ptrs = (cls_out_ptr + ((rm // NP).to(tl.int64) * stride_cb)[:, None]
+                  + rn[None, :] * stride_cd)
+        tl.store(c_ptrs, tl.broadcast_to(cls[None, :], (BLOCK_M, BLOCK_N)),
+                 mask=first[:, None] & (rn[None, :] < N))
 
 
 def patch_embed_cost(B: int, C: int, H: int, W: int, D: int, p: int, itemsize: int,
-                     has_pos: bool = False) -> tuple[int, int]:
-    """(FLOPs, bytes) of one patch_embed call: pixels, weight, bias read once, out written once."""
+                     has_pos: bool = False, has_cls: bool = False) -> tuple[int, int]:
+    """(FLOPs, bytes) of one patch_embed call: pixels, weight, bias (and pos_embed, cls_token)
+    read once, out (and the B CLS rows) written once."""
     n_patches = (H // p) * (W // p)
     K = C * p * p
     flops = 2 * B * n_patches * D * K
-    elems = B * C * H * W + D * K + D + B * n_patches * D + (n_patches * D if has_pos else 0)
+    elems = (B * C * H * W + D * K + D + B * n_patches * D + (n_patches * D if has_pos else 0)
+             + ((B + 1) * D if has_cls else 0))
     return flops, elems * itemsize
 
 
 def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
                 precision: str = "ieee", pos_embed: torch.Tensor | None = None,
-                out: torch.Tensor | None = None) -> torch.Tensor:
+                out: torch.Tensor | None = None, cls_token: torch.Tensor | None = None,
+                cls_out: torch.Tensor | None = None) -> torch.Tensor:
     """[B,C,H,W] image -> [B, num_patches, D] via im2col + GEMM; weight in Conv2d layout [D,C,p,p].
 
     Equals Conv2d(kernel=stride=p) + flatten(2) + transpose(1, 2) (+ pos_embed [NP, D] if given).
     `out` may be any [B, NP, D] view, e.g. `buf[:, 1:]` of a [B, 1+NP, D] token buffer.
+    With `cls_token` [D] and `cls_out` [B, D] (e.g. `buf[:, 0]`), every row of cls_out is also set
+    to cls_token, in the same launch.
     """
     pixels = check_tensor("pixels", pixels, ndim=4, contiguous_last=False)
     weight = check_tensor("weight", weight, ndim=4, contiguous_last=False)
@@ -135,7 +153,12 @@ def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         bias = check_tensor("bias", bias, ndim=1, contiguous_last=False)
     if pos_embed is not None:
         pos_embed = check_tensor("pos_embed", pos_embed, ndim=2, contiguous_last=False)
-    dtype = check_same_dtype(pixels=pixels, weight=weight, bias=bias, pos_embed=pos_embed)
+    if (cls_token is None) != (cls_out is None):
+        raise VitbenchError("cls_token and cls_out go together: give both or neither")
+    if cls_token is not None:
+        cls_token = check_tensor("cls_token", cls_token, ndim=1, contiguous_last=False)
+    dtype = check_same_dtype(pixels=pixels, weight=weight, bias=bias, pos_embed=pos_embed,
+                             cls_token=cls_token)
     dot_precision = check_precision(precision, dtype)
     B, C, H, W = pixels.shape
     D, Cw, p, p2 = weight.shape
@@ -157,6 +180,13 @@ def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     else:
         out = check_out(out, out_shape, dtype,
                         {"pixels": pixels, "weight": weight, "bias": bias, "pos_embed": pos_embed})
+    if cls_token is not None:
+        if cls_token.shape[0] != D:
+            raise VitbenchError(f"cls_token has shape {tuple(cls_token.shape)}; expected [{D}]")
+        inputs = {"pixels": pixels, "weight": weight, "bias": bias, "pos_embed": pos_embed,
+                  "cls_token": cls_token}
+        cls_out = _common.check_out(cls_out, (B, D), dtype, pixels.device, contiguous_last=False,
+                                    name="cls_out", disjoint_from=inputs)
     M, N, K = B * NP, D, C * p * p
     if M == 0 or N == 0:
         return out
@@ -164,12 +194,15 @@ def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     _patch_embed_kernel[grid](
         pixels, weight, bias if bias is not None else weight,
         pos_embed if pos_embed is not None else weight, out,
+        cls_token if cls_token is not None else weight, cls_out if cls_out is not None else out,
         M, N, K, NP, GW,
         *pixels.stride(), *weight.stride(),
         bias.stride(0) if bias is not None else 0,
         *(pos_embed.stride() if pos_embed is not None else (0, 0)),
         *out.stride(),
-        P=p, HAS_BIAS=bias is not None, HAS_POS=pos_embed is not None,
+        cls_token.stride(0) if cls_token is not None else 0,
+        *(cls_out.stride() if cls_out is not None else (0, 0)),
+        P=p, HAS_BIAS=bias is not None, HAS_POS=pos_embed is not None, HAS_CLS=cls_token is not None,
         PRECISION=dot_precision if dtype == torch.float32 else "tf32",
         **launch_opts(),
     )

@@ -1,8 +1,8 @@
-"""The Triton ViT forward, built from vitbench.kernels only (plus views, a CLS-row copy, a tanh).
+"""The Triton ViT forward, built from vitbench.kernels only (plus views and a tanh).
 
-Embedding (1 launch + a copy): patch GEMM [B*NP, C*p*p] x [C*p*p, D] with bias and position
-embeddings fused into its epilogue, written into rows 1..T-1 of the token buffer h [B, T, D];
-row 0 = cls + pos[0] (folded at load time) is copied in.               FLOPs 2*B*NP*C*p*p*D
+Embedding (1 launch): patch GEMM [B*NP, C*p*p] x [C*p*p, D] with bias and position embeddings
+fused into its epilogue, written into rows 1..T-1 of the token buffer h [B, T, D]; the same
+launch writes row 0 = cls + pos[0] (folded at load time).              FLOPs 2*B*NP*C*p*p*D
 Per encoder layer, 7 kernel launches, no per-head Python loop (T tokens, A = H*d, M = MLP size):
   y   = layernorm(h)                                   [B, T, D]
   qkv = matmul(y, Wqkv, bqkv)                          [B, T, 3A]   one fused QKV GEMM, 6BTDA FLOPs
@@ -32,7 +32,7 @@ from vitbench.model.configs import ViTSpec
 
 
 class Embed(nn.Module):
-    """pixels [B, C, H, W] -> tokens [B, T, D]: patch GEMM + position embeddings, CLS row."""
+    """pixels [B, C, H, W] -> tokens [B, T, D]: patch GEMM + position embeddings + CLS row."""
 
     def __init__(self, w: dict[str, torch.Tensor]):
         super().__init__()
@@ -46,10 +46,11 @@ class Embed(nn.Module):
     def forward(self, pixels: torch.Tensor, precision: str) -> torch.Tensor:
         B, (NP, D) = pixels.shape[0], self.pos_patches.shape
         h = torch.empty(B, NP + 1, D, dtype=self.patch_w.dtype, device=pixels.device)  # [B, T, D]
-        h[:, :1] = self.cls_pos  # constant CLS row, broadcast over the batch (a copy)
-        # patches + bias + position embeddings in one GEMM epilogue, written into rows 1..T-1
+        # patches + bias + position embeddings in one GEMM epilogue, written into rows 1..T-1;
+        # the same launch copies the constant CLS row (cls + pos[0]) into row 0 of every image
         patch_embed(pixels, self.patch_w, self.patch_b, precision=precision,
-                    pos_embed=self.pos_patches, out=h[:, 1:])  # [B, NP, D]
+                    pos_embed=self.pos_patches, out=h[:, 1:],
+                    cls_token=self.cls_pos.view(D), cls_out=h[:, 0])  # [B, NP, D]
         return h
 
 
