@@ -216,8 +216,8 @@ MODE: str = os.environ.get("VITBENCH_MATMUL", "").strip().lower() or "auto"
 # "auto" leaves GEMMs with fewer rows than this on the pointer kernel, untimed. Measured on an H100
 # (bf16 ViT-B/16, CUDA-graph replay, 2026-11-27): with the choice timed per shape, batch 1 (197
 # rows) took 0.641 ms and batch 8 (1,576 rows) 1.199 ms, against 0.561 and 1.144 ms with every
-# GEMM on the pointer kernel -- the isolated timing picked the TMA kernel for GEMMs where, inside
-# the model's graph, it lost.
+# GEMM on the pointer kernel. Part of that gap may be the autotuner's run-to-run picks, found
+# later the same day (see _common.TUNE_GRAPH_BELOW_MS); a clean A/B of this rule is still to do.
 TMA_MIN_ROWS = 4096
 
 
