@@ -9,7 +9,9 @@ F.linear (GEMM + bias), also for fused epilogues.
 
     python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_tanh
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
-Residual epilogues also try every config with RES_EARLY (the residual tile loaded before the K loop).
+--early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
+the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
+cycles (the second program of each SM starts that much later, so the two run out of phase).
 """
 
 from __future__ import annotations
@@ -34,16 +36,22 @@ def tag(cfg: triton.Config) -> str:
     k = cfg.kwargs
     return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
             f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}"
-            f"{' early' if k['RES_EARLY'] else ''}")
+            f"{' early' if k['RES_EARLY'] else ''}{' stagger' + str(k['STAGGER']) if k['STAGGER'] else ''}")
 
 
-def configs(epilogue: str) -> list[triton.Config]:
-    """TMA_CONFIGS, plus for a residual epilogue each one again with RES_EARLY (residual tile
-    loaded before the K loop), which TMA_CONFIGS does not hold (yet)."""
-    out = list(T.TMA_CONFIGS)
-    if "residual" in epilogue:
-        out += [triton.Config({**c.kwargs, "RES_EARLY": True}, num_warps=c.num_warps,
-                              num_stages=c.num_stages) for c in T.TMA_CONFIGS if not c.kwargs["RES_EARLY"]]
+def _with(c: triton.Config, **kw) -> triton.Config:
+    return triton.Config({**c.kwargs, **kw}, num_warps=c.num_warps, num_stages=c.num_stages)
+
+
+def configs(epilogue: str, early: bool, staggers: list[int], per_sm: int | None) -> list[triton.Config]:
+    """TMA_CONFIGS (only those with `per_sm` programs per SM when given); with `early`, for a
+    residual epilogue each one again with RES_EARLY; each PER_SM=2 one again per STAGGER value."""
+    base = [c for c in T.TMA_CONFIGS if per_sm is None or c.kwargs["PER_SM"] == per_sm]
+    out = list(base)
+    if early and "residual" in epilogue:
+        out += [_with(c, RES_EARLY=True) for c in base if not c.kwargs["RES_EARLY"]]
+    out += [_with(c, STAGGER=s) for s in staggers if s for c in base
+            if c.kwargs["PER_SM"] == 2 and c.kwargs["STAGGER"] != s]
     return out
 
 
@@ -71,6 +79,12 @@ def main() -> int:
     p.add_argument("--epilogue", nargs="+", default=None,
                    help="only these epilogues (default: each GEMM's own list)")
     p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
+    p.add_argument("--early", action="store_true",
+                   help="residual epilogues: also every config with RES_EARLY")
+    p.add_argument("--stagger", type=int, nargs="+", default=[],
+                   help="also each PER_SM=2 config with these STAGGER values (SM clock cycles)")
+    p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
+                   help="only the configs with this many programs per SM")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("epilogue_probe.py needs a CUDA GPU")
@@ -96,7 +110,7 @@ def main() -> int:
                 res = torch.randn(M, N, device=dev, dtype=dt) if "residual" in epi else None
                 ref = reference(a, w, b, epi, res)
                 rows = []
-                for cfg in configs(epi):
+                for cfg in configs(epi, args.early, args.stagger, args.per_sm):
                     if not T.fits(cfg, a.element_size(), "residual" in epi):
                         continue  # autotuning would prune it
                     out = poisoned((M, N), dt, dev)

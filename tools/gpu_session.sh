@@ -16,7 +16,9 @@
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
 #   epi:GEMM+GEMM[:B.B]    tools/epilogue_probe.py: each TMA config forced, per epilogue, batches B
-#                          (env EPILOGUES="gelu residual": only those epilogues)
+#                          (env EPILOGUES="gelu residual": only those epilogues; env PROBE_ARGS:
+#                          more arguments, e.g. "--stagger 2000 4000 --per-sm 2")
+#   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ')
 #   profile:B+B            vitbench profile at each batch
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane. At the end results/_scratch/gpu
@@ -84,13 +86,14 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     epi)  # epi:GEMM+GEMM[:B.B]  tools/epilogue_probe.py: every TMA config forced, per epilogue
       timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } --batch $(echo "${flag:-256}" | tr . " ") \
-        ${EPILOGUES:+--epilogue $EPILOGUES} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[epi] /" ;;
+        ${EPILOGUES:+--epilogue $EPILOGUES} ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[epi] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     profile)
       for b in ${arg//+/ }; do
         timeout "$(lim)" python3 -m vitbench profile --batch "$b" --out "$dir" 2>&1 | head -45
       done ;;
+    set) local n=${arg%%=*}; export "$n=$(echo "${arg#*=}" | tr , ' ')"; echo "set $n=${!n}" ;;
     *) echo "unknown step $s" ;;
   esac
 }

@@ -71,12 +71,14 @@ _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so per
 
 
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
-         ws: bool = False, group: int = 8, per_sm: int = 1, res_early: bool = False) -> triton.Config:
+         ws: bool = False, group: int = 8, per_sm: int = 1, res_early: bool = False,
+         stagger: int = 0) -> triton.Config:
     assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
+    assert not (stagger and per_sm == 1), "STAGGER delays the second program of each SM"
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
          "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm,
-         "RES_EARLY": res_early},
+         "RES_EARLY": res_early, "STAGGER": stagger},
         num_stages=stages, num_warps=warps,
     )
 
@@ -150,6 +152,27 @@ def grid(M: int, N: int, sms: int, meta: dict) -> tuple[int]:
 
 
 @triton.jit
+def _clock64():
+    return tl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l", [], dtype=tl.int64,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
+def _stagger_start(STAGGER: tl.constexpr, NUM_SMS: tl.constexpr):
+    # Programs NUM_SMS.. (the second wave of block placement: with PER_SM=2 the second program on
+    # each SM) spin STAGGER SM clock cycles before their first tile, so that the two programs of an
+    # SM run out of phase: one's epilogue (CUDA-core work) during the other's wgmma K loop. Two
+    # programs that start together stay in step (each tile takes as long as the other's), and then
+    # both run their epilogues at once while the tensor cores wait.
+    if STAGGER > 0:
+        if tl.program_id(0) >= NUM_SMS:
+            t0 = _clock64()
+            t = t0
+            while t - t0 < STAGGER:
+                t = _clock64()
+
+
+@triton.jit
 def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr, SUB_N: tl.constexpr):
     # The residual comes in through plain masked loads, not a TMA descriptor. With a
     # descriptor load, every residual GEMM with more tiles than programs came out wrong on an
@@ -204,9 +227,11 @@ def _matmul_tma_kernel(
     FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
     PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
     RES_EARLY: tl.constexpr,  # load the residual tile before the K loop (its latency hidden there)
+    STAGGER: tl.constexpr,  # SM cycles the second program of each SM waits at start (PER_SM=2)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
     pdl_start(PDL)
+    _stagger_start(STAGGER, NUM_SMS)
     tl.static_assert(not (WARP_SPEC and EPI_SUBTILE), "WARP_SPEC needs EPI_SUBTILE=False on sm_90")
     SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
     a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[stride_am, 1],
