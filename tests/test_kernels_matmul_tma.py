@@ -278,6 +278,19 @@ def test_matmul_auto_keeps_small_gemms_on_the_pointer_kernel(monkeypatch):
     assert dispatch.choices() == {}
 
 
+def test_tma_min_rows_env_override(monkeypatch):
+    monkeypatch.delenv("VITBENCH_TMA_MIN_ROWS", raising=False)
+    assert matmul_mod.tma_min_rows() == matmul_mod.TMA_MIN_ROWS
+    monkeypatch.setenv("VITBENCH_TMA_MIN_ROWS", "1024")
+    assert matmul_mod.tma_min_rows() == 1024
+    monkeypatch.setenv("VITBENCH_TMA_MIN_ROWS", "0")
+    assert matmul_mod.tma_min_rows() == 0
+    for bad in ("-1", "many", "1e3"):
+        monkeypatch.setenv("VITBENCH_TMA_MIN_ROWS", bad)
+        with pytest.raises(VitbenchError, match="VITBENCH_TMA_MIN_ROWS"):
+            matmul_mod.tma_min_rows()
+
+
 def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
     """Autotuning: a config under TUNE_GRAPH_BELOW_MS per eager launch is timed again replayed
     from a CUDA graph (the figure used); a slower one keeps its eager figure."""

@@ -34,6 +34,7 @@ def _root() -> None:
         raise VitbenchError(f"VITBENCH_MATMUL={matmul_mod.MODE!r}: choose one of "
                             f"{', '.join(matmul_mod.MATMUL_MODES)} (or leave it unset: auto)")
     importlib.import_module("vitbench.kernels._common").tune_graph_below_ms()  # a bad value: exit 2
+    matmul_mod.tma_min_rows()  # likewise
     pdl = importlib.import_module("vitbench.kernels._pdl")
     pdl.pdl_setting()  # likewise
     pdl.check_device()

@@ -222,9 +222,11 @@ class _FixedConfig:
 
     def __getitem__(self, grid):
         meta = dict(self.config.kwargs)
+        if not INTERPRETER:  # a forced config on a GPU (tests): its warps and stages too
+            meta.update(num_warps=self.config.num_warps, num_stages=self.config.num_stages)
 
         def launch(*args, **kwargs):
-            g = grid({**kwargs, **meta}) if callable(grid) else grid
+            g = grid({**kwargs, **self.config.kwargs}) if callable(grid) else grid
             return self.fn[g](*args, **kwargs, **meta)
 
         return launch

@@ -113,3 +113,33 @@ def row_block(
     row_ok = rows < n_rows
     rows = tl.minimum(rows, n_rows - 1).to(tl.int64)
     return rows, row_ok
+
+
+@triton.jit
+def split_k_reduce(
+    acc,  # this program's fp32 partial [BLOCK_M, BLOCK_N] tile (its share of K)
+    ws_ptr,  # fp32 workspace: SPLIT_K partial tiles per output tile, [tiles, SPLIT_K, BLOCK_M*BLOCK_N]
+    cnt_ptr,  # int32 arrival counter per output tile: 0 before the launch, reset to 0 by it
+    tile,  # flat index of the output tile
+    pid_k,  # which share of K this program summed, 0 .. SPLIT_K - 1
+    SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # Serial split-K in one launch, deterministic: every program of a tile writes its partial to
+    # the workspace and counts itself in; the last to arrive sums the SPLIT_K partials in split
+    # order (the same order whichever program is last, so the same bits every run), resets the
+    # counter for the next launch and returns (sum, True). The others return (acc, False) and
+    # must not store. Ordering: the CTA barrier puts every thread's partial before the counter's
+    # release (the pattern of CUTLASS's semaphore); the last program's acquire makes all partials
+    # visible before it reads them (.cg: from L2, never a stale L1 line).
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    tile_ws = ws_ptr + tile.to(tl.int64) * (SPLIT_K * BLOCK_M * BLOCK_N)
+    tl.store(tile_ws + pid_k * (BLOCK_M * BLOCK_N) + offs, acc)
+    tl.debug_barrier()
+    arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+    last = arrived == SPLIT_K - 1
+    if last:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for s in tl.static_range(SPLIT_K):
+            acc += tl.load(tile_ws + s * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        tl.store(cnt_ptr + tile, 0)
+    return acc, last

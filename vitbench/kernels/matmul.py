@@ -11,6 +11,7 @@ DRAM; tiles of A and W are re-read from L2, which the grouped tile order keeps w
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -22,25 +23,28 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import dot_k_loop, grouped_tile
+from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce
 
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
 
 
-def gemm_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
-    """A GEMM autotune config: tile sizes, GROUP_M (tile order), pipeline stages and warps."""
+def gemm_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8,
+                split: int = 1) -> triton.Config:
+    """A GEMM autotune config: tile sizes, GROUP_M (tile order), pipeline stages and warps, and
+    SPLIT_K (programs per output tile, each summing a share of K: see `split_k_reduce`)."""
     return triton.Config(
-        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group},
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group, "SPLIT_K": split},
         num_stages=stages, num_warps=warps,
     )
 
 
-# Under the interpreter only the first config is used: keep it small (quick on a CPU).
-# On a GPU the autotuner times all of them per (M, N, K, epilogue, precision, dtypes); the big
-# ones are the Hopper bf16/fp16 configs (wgmma-sized tiles, 3-4 stage cp.async pipelines).
-GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
+# Under the interpreter only the first config is used: keep it small (quick on a CPU); the
+# second is the split-K one the tests force. On a GPU the autotuner times all of them per
+# (M, N, K, epilogue, precision, dtypes); the big ones are the Hopper bf16/fp16 configs
+# (wgmma-sized tiles, 3-4 stage cp.async pipelines).
+GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4), gemm_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
     gemm_config(128, 256, 64, 3, 8),
     gemm_config(256, 128, 64, 3, 8),
     gemm_config(128, 256, 64, 4, 8),
@@ -53,6 +57,17 @@ GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4)] if INTERPRETER else [
     gemm_config(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
     gemm_config(32, 64, 64, 4, 4),
     gemm_config(64, 32, 64, 4, 4),
+    # split-K, for few rows (batch 1: 197, batch 8: 1,576) and long K, where one program per output
+    # tile leaves SMs idle and each walks all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768])
+    # had 96 programs of 48 K steps each and read its 4.7 MB of weights at 0.35 TB/s (H100,
+    # profile, 2026-11-27). Only for small outputs (split_k_ok).
+    gemm_config(64, 64, 128, 4, 4, split=4),
+    gemm_config(64, 128, 64, 4, 4, split=4),
+    gemm_config(64, 64, 64, 4, 4, split=8),
+    gemm_config(128, 64, 64, 4, 4, split=4),
+    gemm_config(128, 128, 64, 4, 8, split=2),
+    gemm_config(128, 128, 64, 3, 8, split=3),
+    gemm_config(256, 64, 64, 3, 8, split=4),
 ]
 # fp32 only (kept by prune_by_smem for 4-byte operands): exact fp32 dots run on the CUDA cores, not
 # the tensor cores. Compiled offline for sm_90 (fp32, ieee): the 128-wide configs above that fit
@@ -68,13 +83,37 @@ FP32_CONFIGS = [] if INTERPRETER else [
 ]
 
 
+# split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
+# than this many bytes are not tried (batch 1-8 ViT-B/16 GEMMs need at most ~10 MB).
+SPLIT_WS_BYTES = 16 << 20
+
+
+def split_ws_elems(c: triton.Config, M: int, N: int) -> int:
+    """fp32 workspace elements config `c` needs for an [M, N] output (0 without split-K)."""
+    k = c.kwargs
+    if k.get("SPLIT_K", 1) == 1:
+        return 0
+    return k["SPLIT_K"] * triton.cdiv(M, k["BLOCK_M"]) * k["BLOCK_M"] * triton.cdiv(N, k["BLOCK_N"]) * k["BLOCK_N"]
+
+
+def split_k_ok(c: triton.Config, M: int, N: int, K: int) -> bool:
+    """Whether a split-K config is worth trying: every share of K gets at least two K steps, and
+    the workspace stays within SPLIT_WS_BYTES. Always True for SPLIT_K = 1."""
+    split = c.kwargs.get("SPLIT_K", 1)
+    return split == 1 or (triton.cdiv(K, c.kwargs["BLOCK_K"]) >= 2 * split
+                          and split_ws_elems(c, M, N) * 4 <= SPLIT_WS_BYTES)
+
+
 def prune_by_smem(configs, named_args, **kwargs):
-    """Drop configs whose operand pipeline cannot fit shared memory for this dtype (fp32 = 4 B)."""
+    """Drop configs whose operand pipeline cannot fit shared memory for this dtype (fp32 = 4 B),
+    and split-K configs where `split_k_ok` says no."""
     itemsize = named_args["a_ptr"].element_size()
+    M, N, K = (kwargs.get(n, named_args.get(n)) for n in ("M", "N", "K"))
     fits = [
         c for c in configs
         if c.num_stages * (c.kwargs["BLOCK_M"] + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * itemsize
         <= _SMEM_BYTES and (itemsize == 4 or not any(c is f for f in FP32_CONFIGS))
+        and (M is None or split_k_ok(c, M, N, K))
     ]
     return fits or configs[-1:]
 
@@ -120,6 +159,8 @@ def _matmul_kernel(
     bias_ptr,  # bias [N] (unused unless HAS_BIAS)
     res_ptr,  # residual, same row layout as out (unused unless EPILOGUE adds it)
     out_ptr,  # out [M, N], same row layout as A
+    ws_ptr,  # fp32 split-K workspace (split_k_reduce; unused when SPLIT_K = 1)
+    cnt_ptr,  # int32 split-K arrival counters, one per output tile, all 0 (unused when SPLIT_K = 1)
     M, N, K,  # GEMM sizes
     rows_inner,  # rows per leading index (T of a [B, T, *] tensor; M for 2-D)
     stride_a0, stride_a1, stride_ak,  # A: leading index, row within it, K
@@ -132,12 +173,19 @@ def _matmul_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
+    SPLIT_K: tl.constexpr,  # programs per output tile (grid axis 1), each over a share of K
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks in the main loop
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
     pdl_start(PDL)
     # Grouped tile order: neighbouring programs share A rows and W columns in L2.
-    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    tile = tl.program_id(0)
+    pid_m, pid_n = grouped_tile(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    # This program's share of K: whole BLOCK_K steps, [k0, k0 + k_len) (empty past the end).
+    pid_k = tl.program_id(1)
+    k_share = tl.cdiv(tl.cdiv(K, BLOCK_K), SPLIT_K) * BLOCK_K
+    k_len = tl.minimum(K - pid_k * k_share, k_share)
+    k0 = (pid_k * k_share).to(tl.int64)
 
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -147,15 +195,28 @@ def _matmul_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     row_a = (rm_ld // rows_inner).to(tl.int64) * stride_a0 + (rm_ld % rows_inner).to(tl.int64) * stride_a1
     col_w = rn_ld.to(tl.int64) * stride_wn
-    a_ptrs = a_ptr + row_a[:, None] + offs_k[None, :] * stride_ak  # [BLOCK_M, BLOCK_K]
-    w_ptrs = w_ptr + col_w[None, :] + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N] = W^T tile
+    a_ptrs = a_ptr + row_a[:, None] + (k0 + offs_k[None, :]) * stride_ak  # [BLOCK_M, BLOCK_K]
+    w_ptrs = w_ptr + col_w[None, :] + (k0 + offs_k[:, None]) * stride_wk  # [BLOCK_K, BLOCK_N] = W^T
 
     # Main loop (fp32 accumulator): reads BLOCK_K*(BLOCK_M + BLOCK_N) elements and does
     # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs per K step.
-    acc = dot_k_loop(a_ptrs, w_ptrs, offs_k, K, stride_ak, stride_wk,
+    acc = dot_k_loop(a_ptrs, w_ptrs, offs_k, k_len, stride_ak, stride_wk,
                      BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, PRECISION)
+    if SPLIT_K > 1:
+        acc, last = split_k_reduce(acc, ws_ptr, cnt_ptr, tile, pid_k, SPLIT_K, BLOCK_M, BLOCK_N)
+        if last:  # the tile's last program: the whole sum; the epilogue is its alone
+            _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
+                      stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE)
+    else:
+        _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
+                  stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE)
 
-    # Epilogue on the fp32 accumulator: + bias, GELU, + residual, then one rounding on store.
+
+@triton.jit
+def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0, stride_r1,
+              stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS: tl.constexpr,
+              EPILOGUE: tl.constexpr):
+    # On the fp32 accumulator: + bias, GELU, + residual, then one rounding on store.
     if HAS_BIAS:
         bias = tl.load(bias_ptr + rn_ld * stride_bias).to(tl.float32)
         acc += bias[None, :]
@@ -219,6 +280,18 @@ MODE: str = os.environ.get("VITBENCH_MATMUL", "").strip().lower() or "auto"
 # GEMM on the pointer kernel. Part of that gap may be the autotuner's run-to-run picks, found
 # later the same day (see _common.TUNE_GRAPH_BELOW_MS); a clean A/B of this rule is still to do.
 TMA_MIN_ROWS = 4096
+TMA_MIN_ROWS_ENV = "VITBENCH_TMA_MIN_ROWS"  # overrides it (for A/B runs of the rule); 0 = time every shape
+
+
+def tma_min_rows() -> int:
+    """TMA_MIN_ROWS, or VITBENCH_TMA_MIN_ROWS when set (an integer >= 0)."""
+    raw = os.environ.get(TMA_MIN_ROWS_ENV, "").strip()
+    if not raw:
+        return TMA_MIN_ROWS
+    if not raw.isdigit():
+        raise VitbenchError(f"{TMA_MIN_ROWS_ENV}={raw!r}: give a row count >= 0 (0: time the TMA "
+                            "kernel at every shape), or leave it unset")
+    return int(raw)
 
 
 def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
@@ -233,7 +306,7 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
         return False
     if MODE == "tma":
         return True
-    if a.numel() // a.shape[-1] < TMA_MIN_ROWS:
+    if a.numel() // a.shape[-1] < tma_min_rows():
         return False
     from vitbench.kernels import _dispatch
     from vitbench.kernels.matmul_tma import matmul_tma
@@ -280,6 +353,33 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
 
 
+@functools.lru_cache(maxsize=256)
+def _split_sizes(M: int, N: int, K: int) -> tuple[int, int]:
+    """(workspace elements, output tiles) enough for every split-K config tried at this shape."""
+    split = [c for c in _CONFIGS if c.kwargs["SPLIT_K"] > 1 and split_k_ok(c, M, N, K)]
+    ws = max((split_ws_elems(c, M, N) for c in split), default=1)
+    tiles = max((triton.cdiv(M, c.kwargs["BLOCK_M"]) * triton.cdiv(N, c.kwargs["BLOCK_N"]) for c in split),
+                default=1)
+    return ws, tiles
+
+
+# Split-K arrival counters per (device, stream): zeroed once here, and each launch leaves them at 0
+# (split_k_reduce). Per stream, so that launches on concurrent streams never share a counter.
+_COUNTERS: dict[tuple, torch.Tensor] = {}
+
+
+def _split_buffers(M: int, N: int, K: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 workspace, int32 counters) for a split-K launch; 1-element placeholders suffice when
+    no split-K config applies (large outputs, short K)."""
+    ws_elems, tiles = _split_sizes(M, N, K)
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    counters = _COUNTERS.get(key)
+    if counters is None or counters.numel() < tiles:
+        counters = _COUNTERS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+    return torch.empty(ws_elems, dtype=torch.float32, device=device), counters
+
+
 def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                     epilogue: str = "none", residual: torch.Tensor | None = None,
                     precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,10 +423,12 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         return out
     rows_inner = a.shape[1] if a.dim() == 3 else M
     res = residual if residual is not None else out  # placeholder pointer when unused
+    ws, counters = _split_buffers(M, N, K, a.device)
     kernel = _matmul_inplace if inplace else _matmul
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),  # noqa: E731
+                         meta["SPLIT_K"])
     kernel[grid](
-        a, w, bias if bias is not None else w, res, out,
+        a, w, bias if bias is not None else w, res, out, ws, counters,
         M, N, K, rows_inner,
         *_rows(a), a.stride(-1),
         w.stride(0), w.stride(1),

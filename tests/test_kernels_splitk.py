@@ -1,0 +1,127 @@
+"""matmul's split-K configs (several programs per output tile, one launch; `split_k_reduce`).
+
+The autotuner picks split-K only on a GPU, so these tests force a split-K config on the pointer
+kernel: on CPU the interpreter's one (SPLIT_K=3), in the `gpu` set every Hopper one at ViT-B/16
+batch-1 and batch-8 shapes. Checked: values against float64 (every epilogue, ragged K, a share of
+K that is empty, 3-D rows, in-place residual), the same bits on every run, and counters left at 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vitbench._backend import DEVICE, INTERPRETER
+from vitbench.kernels import _common, matmul
+from vitbench.numerics import poisoned, rel_err, tolerance
+from tests.test_kernels_gemm import linear_ref, rand
+
+import importlib
+
+mm = importlib.import_module("vitbench.kernels.matmul")  # the module (the package exports the function)
+SPLIT_CONFIGS = [c for c in mm.GEMM_CONFIGS if c.kwargs["SPLIT_K"] > 1]
+
+
+@pytest.fixture
+def force_config(monkeypatch):
+    """force_config(cfg): the pointer kernel launches with `cfg` only (both tuners), no autotuning."""
+
+    def force(cfg):
+        fixed = _common._FixedConfig(mm._heuristic(mm._matmul_kernel), cfg)
+        monkeypatch.setattr(mm, "_matmul", fixed)
+        monkeypatch.setattr(mm, "_matmul_inplace", fixed)
+        monkeypatch.setattr(mm, "MODE", "pointer")
+
+    return force
+
+
+def counters_clear() -> bool:
+    return all(int(c.abs().sum()) == 0 for c in mm._COUNTERS.values())
+
+
+def run_case(shape_a, N, dtype, epilogue, precision="ieee", inplace=False):
+    K = shape_a[-1]
+    a = rand(*shape_a, dtype=dtype)
+    w = rand(N, K, dtype=dtype, scale=K ** -0.5)
+    bias = rand(N, dtype=dtype)
+    out_shape = (*shape_a[:-1], N)
+    residual = rand(*out_shape, dtype=dtype) if "residual" in epilogue else None
+    ref = linear_ref(a, w, bias, epilogue, residual)
+    if inplace:
+        out = residual
+    else:
+        out = poisoned(out_shape, dtype, DEVICE)
+    got = matmul(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
+    assert got is out
+    assert rel_err(got, ref) < tolerance(dtype, precision), epilogue
+    assert counters_clear()
+    return a, w, bias, residual, got
+
+
+def test_interpreter_has_a_split_config():
+    assert SPLIT_CONFIGS, "a split-K config must exist (the interpreter's second)"
+
+
+@pytest.mark.skipif(not INTERPRETER, reason="the interpreter's split-K config; the gpu set forces the real ones")
+@pytest.mark.parametrize("epilogue", ["none", "gelu", "residual", "gelu_residual"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_split_k_matches_reference(force_config, epilogue, dtype):
+    force_config(SPLIT_CONFIGS[0])
+    # BLOCK_K 16, SPLIT_K 4 (split_k_ok: at least 8 K steps). K=140: 9 steps -> shares of 3, 3, 3
+    # (the third ragged: 12 of its 48) and an empty fourth (its partial is 0). K=128: 8 x 16.
+    run_case((37, 140), 45, dtype, epilogue)
+    run_case((37, 128), 29, dtype, epilogue)
+
+
+@pytest.mark.skipif(not INTERPRETER, reason="the interpreter's split-K config")
+def test_split_k_3d_rows_inplace_and_deterministic(force_config):
+    force_config(SPLIT_CONFIGS[0])
+    run_case((2, 19, 136), 33, torch.float32, "residual", inplace=True)
+    run_case((3, 11, 160), 40, torch.float32, "gelu", precision="tf32")
+    a, w, bias, _, first = run_case((40, 192), 36, torch.float32, "none")
+    again = matmul(a, w, bias)
+    assert torch.equal(first, again)
+
+
+def test_split_k_prune_rules():
+    from triton import Config
+
+    cfg = mm.gemm_config(64, 64, 64, 4, 4, split=4)
+    assert mm.split_ws_elems(cfg, 197, 768) == 4 * 256 * 768
+    assert mm.split_k_ok(cfg, 197, 768, 3072)  # 48 K steps, 3 MB workspace
+    assert not mm.split_k_ok(cfg, 197, 768, 448)  # 7 K steps: fewer than 2 per share
+    assert not mm.split_k_ok(cfg, 50432, 3072, 768)  # a 2.5 GB workspace
+    plain = mm.gemm_config(64, 64, 64, 4, 4)
+    assert mm.split_ws_elems(plain, 10 ** 6, 10 ** 4) == 0 and mm.split_k_ok(plain, 10 ** 6, 10 ** 4, 16)
+    half = torch.empty(1, dtype=torch.float16)
+    kept = mm.prune_by_smem([plain, cfg], {"a_ptr": half}, M=197, N=768, K=3072)
+    assert kept == [plain, cfg]
+    assert mm.prune_by_smem([plain, cfg], {"a_ptr": half}, M=50432, N=3072, K=768) == [plain]
+    assert isinstance(cfg, Config)
+
+
+def test_split_buffers_cover_every_kept_config():
+    ws, counters = mm._split_buffers(197, 768, 3072, DEVICE)
+    kept = [c for c in mm._CONFIGS if c.kwargs["SPLIT_K"] > 1 and mm.split_k_ok(c, 197, 768, 3072)]
+    assert ws.dtype == torch.float32 and counters.dtype == torch.int32
+    for c in kept:
+        tiles = -(-197 // c.kwargs["BLOCK_M"]) * -(-768 // c.kwargs["BLOCK_N"])
+        assert ws.numel() >= mm.split_ws_elems(c, 197, 768) and counters.numel() >= tiles
+    small_ws, _ = mm._split_buffers(50432, 3072, 768, DEVICE)
+    assert small_ws.numel() == 1  # no split-K config applies: a placeholder
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", SPLIT_CONFIGS, ids=lambda c: "x".join(
+    str(c.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K")))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_gpu_split_k_vit_small_batch(force_config, cfg, dtype):
+    force_config(cfg)
+    # ViT-B/16 batch 1 FC2 (+ residual) and out-proj, batch 8 FC2, 3-D rows; then the same bits again
+    a, w, bias, residual, first = run_case((197, 3072), 768, dtype, "residual")
+    again = matmul(a, w, bias, epilogue="residual", residual=residual)
+    assert torch.equal(first, again)
+    run_case((1, 197, 768), 768, dtype, "residual", inplace=True)
+    run_case((8 * 197, 3072), 768, dtype, "residual")
+    run_case((197, 3000), 520, dtype, "gelu")  # ragged K and N
+    run_case((197, 576), 768, dtype, "none")  # 9 steps of 64: with SPLIT_K 4, an empty share
