@@ -49,3 +49,39 @@ def test_fp32_only_configs_are_pruned_for_16_bit_operands():
         assert mm.prune_by_smem([base, extra], {"a_ptr": single}) == [base, extra]
     finally:
         mm.FP32_CONFIGS = old
+
+
+def test_autotune_refuses_a_config_name_the_kernel_lacks():
+    # bmm and patch_embed share gemm_config with matmul; a matmul-only name (SPLIT_K) in their
+    # configs failed only at the first launch on a GPU, never in the interpreter
+    import pytest
+    import triton
+
+    from vitbench.kernels import _common
+    from vitbench.kernels.bmm import _bmm_kernel
+
+    ok = triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8})
+    _common.autotune([ok], key=["M"])(_bmm_kernel)
+    bad = triton.Config({**ok.kwargs, "SPLIT_K": 2})
+    with pytest.raises(TypeError, match="SPLIT_K"):
+        _common.autotune([bad], key=["M"])(_bmm_kernel)
+
+
+def test_gpu_config_lists_match_their_kernels():
+    # The GPU config lists exist only with the interpreter off: import every kernel module that
+    # way (no launch, so no GPU needed) and let autotune's name check run on each list.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import vitbench, vitbench._backend as b; assert not b.INTERPRETER\n"
+            "import importlib\n"
+            "for m in ('matmul', 'matmul_tma', 'bmm', 'patch_embed', 'attention', 'layernorm',"
+            " 'softmax', 'add'):\n"
+            "    importlib.import_module('vitbench.kernels.' + m)\n"
+            "M = importlib.import_module('vitbench.kernels.matmul')\n"
+            "assert any(c.kwargs['SPLIT_K'] > 1 for c in M.GEMM_CONFIGS)\n"
+            "print('ok')")
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

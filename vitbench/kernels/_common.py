@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 import functools
+import inspect
 import os
 
 import torch
@@ -206,12 +207,26 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs) -> Callable
     """
 
     def decorate(fn):
+        _check_config_names(fn, configs)
         if not INTERPRETER:
             kwargs.setdefault("do_bench", _tune_bench)
             return triton.autotune(configs=configs, key=key, **kwargs)(fn)
         return _FixedConfig(fn, configs[0])
 
     return decorate
+
+
+def _check_config_names(fn, configs: list[triton.Config]) -> None:
+    """TypeError at import when a config sets a name that is not a parameter of the kernel (else
+    the GPU would find out at its first launch, and the interpreter never)."""
+    py = fn
+    while not inspect.isfunction(py):  # through autotune, heuristics and jit wrappers
+        py = py.fn
+    params = set(inspect.signature(py).parameters)
+    for c in configs:
+        unknown = sorted(set(c.kwargs) - params)
+        if unknown:
+            raise TypeError(f"{py.__name__}: config {c.kwargs} sets {unknown}, not parameters of the kernel")
 
 
 class _FixedConfig:

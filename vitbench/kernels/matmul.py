@@ -30,44 +30,55 @@ _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
 
 
-def gemm_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8,
-                split: int = 1) -> triton.Config:
-    """A GEMM autotune config: tile sizes, GROUP_M (tile order), pipeline stages and warps, and
-    SPLIT_K (programs per output tile, each summing a share of K: see `split_k_reduce`)."""
+def gemm_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
+    """A GEMM autotune config: tile sizes, GROUP_M (tile order), pipeline stages and warps."""
     return triton.Config(
-        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group, "SPLIT_K": split},
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group},
         num_stages=stages, num_warps=warps,
     )
+
+
+def matmul_config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8,
+                  split: int = 1) -> triton.Config:
+    """gemm_config plus SPLIT_K, this kernel's own: programs per output tile, each summing a share
+    of K (see `split_k_reduce`)."""
+    c = gemm_config(bm, bn, bk, stages, warps, group)
+    c.kwargs["SPLIT_K"] = split
+    return c
+
+
+def _split_k(c: triton.Config) -> int:
+    return c.kwargs.get("SPLIT_K", 1)
 
 
 # Under the interpreter only the first config is used: keep it small (quick on a CPU); the
 # second is the split-K one the tests force. On a GPU the autotuner times all of them per
 # (M, N, K, epilogue, precision, dtypes); the big ones are the Hopper bf16/fp16 configs
 # (wgmma-sized tiles, 3-4 stage cp.async pipelines).
-GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4), gemm_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
-    gemm_config(128, 256, 64, 3, 8),
-    gemm_config(256, 128, 64, 3, 8),
-    gemm_config(128, 256, 64, 4, 8),
-    gemm_config(128, 128, 64, 4, 8),
-    gemm_config(128, 128, 64, 3, 4),
-    gemm_config(128, 128, 32, 4, 4),
-    gemm_config(64, 256, 64, 4, 4),
-    gemm_config(128, 64, 64, 4, 4),
-    gemm_config(64, 128, 64, 4, 4),
-    gemm_config(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
-    gemm_config(32, 64, 64, 4, 4),
-    gemm_config(64, 32, 64, 4, 4),
+GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4), matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
+    matmul_config(128, 256, 64, 3, 8),
+    matmul_config(256, 128, 64, 3, 8),
+    matmul_config(128, 256, 64, 4, 8),
+    matmul_config(128, 128, 64, 4, 8),
+    matmul_config(128, 128, 64, 3, 4),
+    matmul_config(128, 128, 32, 4, 4),
+    matmul_config(64, 256, 64, 4, 4),
+    matmul_config(128, 64, 64, 4, 4),
+    matmul_config(64, 128, 64, 4, 4),
+    matmul_config(64, 64, 64, 4, 4),   # small M (batch 1: 197 rows) -> more CTAs
+    matmul_config(32, 64, 64, 4, 4),
+    matmul_config(64, 32, 64, 4, 4),
     # split-K, for few rows (batch 1: 197, batch 8: 1,576) and long K, where one program per output
     # tile leaves SMs idle and each walks all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768])
     # had 96 programs of 48 K steps each and read its 4.7 MB of weights at 0.35 TB/s (H100,
     # profile, 2026-11-27). Only for small outputs (split_k_ok).
-    gemm_config(64, 64, 128, 4, 4, split=4),
-    gemm_config(64, 128, 64, 4, 4, split=4),
-    gemm_config(64, 64, 64, 4, 4, split=8),
-    gemm_config(128, 64, 64, 4, 4, split=4),
-    gemm_config(128, 128, 64, 4, 8, split=2),
-    gemm_config(128, 128, 64, 3, 8, split=3),
-    gemm_config(256, 64, 64, 3, 8, split=4),
+    matmul_config(64, 64, 128, 4, 4, split=4),
+    matmul_config(64, 128, 64, 4, 4, split=4),
+    matmul_config(64, 64, 64, 4, 4, split=8),
+    matmul_config(128, 64, 64, 4, 4, split=4),
+    matmul_config(128, 128, 64, 4, 8, split=2),
+    matmul_config(128, 128, 64, 3, 8, split=3),
+    matmul_config(256, 64, 64, 3, 8, split=4),
 ]
 # fp32 only (kept by prune_by_smem for 4-byte operands): exact fp32 dots run on the CUDA cores, not
 # the tensor cores. Compiled offline for sm_90 (fp32, ieee): the 128-wide configs above that fit
@@ -76,10 +87,10 @@ GEMM_CONFIGS = [gemm_config(32, 32, 32, 2, 4), gemm_config(16, 32, 16, 2, 4, spl
 # (2026-11-27) exact-fp32 ViT-B/16 ran 2.09x slower than HF SDPA's cuBLAS SGEMM at batch 32
 # without these, 1.82x with them (55.96 vs 30.71 ms, results/h100/ab/).
 FP32_CONFIGS = [] if INTERPRETER else [
-    gemm_config(128, 128, 16, 3, 8),
-    gemm_config(128, 128, 32, 3, 8),
-    gemm_config(128, 64, 32, 3, 4),
-    gemm_config(64, 128, 32, 3, 4),
+    matmul_config(128, 128, 16, 3, 8),
+    matmul_config(128, 128, 32, 3, 8),
+    matmul_config(128, 64, 32, 3, 4),
+    matmul_config(64, 128, 32, 3, 4),
 ]
 
 
@@ -91,7 +102,7 @@ SPLIT_WS_BYTES = 16 << 20
 def split_ws_elems(c: triton.Config, M: int, N: int) -> int:
     """fp32 workspace elements config `c` needs for an [M, N] output (0 without split-K)."""
     k = c.kwargs
-    if k.get("SPLIT_K", 1) == 1:
+    if _split_k(c) == 1:
         return 0
     return k["SPLIT_K"] * triton.cdiv(M, k["BLOCK_M"]) * k["BLOCK_M"] * triton.cdiv(N, k["BLOCK_N"]) * k["BLOCK_N"]
 
@@ -99,7 +110,7 @@ def split_ws_elems(c: triton.Config, M: int, N: int) -> int:
 def split_k_ok(c: triton.Config, M: int, N: int, K: int) -> bool:
     """Whether a split-K config is worth trying: every share of K gets at least two K steps, and
     the workspace stays within SPLIT_WS_BYTES. Always True for SPLIT_K = 1."""
-    split = c.kwargs.get("SPLIT_K", 1)
+    split = _split_k(c)
     return split == 1 or (triton.cdiv(K, c.kwargs["BLOCK_K"]) >= 2 * split
                           and split_ws_elems(c, M, N) * 4 <= SPLIT_WS_BYTES)
 
