@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
 
 from vitbench._backend import DEVICE, INTERPRETER
 from vitbench.kernels import _common, matmul
@@ -123,7 +124,10 @@ def test_gpu_split_k_vit_small_batch(force_config, cfg, dtype):
         pytest.skip("does not fit shared memory at this dtype: autotuning would never launch it")
     force_config(cfg)
     # ViT-B/16 batch 1 FC2 (+ residual), then the same bits again
-    a, w, bias, residual, first = run_case((197, 3072), 768, dtype, "residual")
+    try:
+        a, w, bias, residual, first = run_case((197, 3072), 768, dtype, "residual")
+    except triton.runtime.errors.OutOfResources as e:  # the autotuner, too, skips such a config
+        pytest.skip(f"cannot launch at this dtype: {e}")
     again = matmul(a, w, bias, epilogue="residual", residual=residual)
     assert torch.equal(first, again)
     # more shapes, each where the autotuner would try this config (split_k_ok; a forced config
