@@ -85,3 +85,20 @@ def test_gpu_config_lists_match_their_kernels():
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_autotune_picks_lists_each_key_and_config():
+    import triton
+
+    from vitbench.kernels import _common
+
+    def kernel(a_ptr, M, N, BLOCK: int):  # stands in for a jit function (only its name is read)
+        pass
+
+    class FakeTuner:  # what autotune_picks reads of triton's Autotuner: fn, keys, cache
+        fn, keys = staticmethod(kernel), ["M", "N"]
+        cache = {(197, 768, "torch.bfloat16", "torch.bfloat16"): triton.Config({"BLOCK": 64}, num_warps=4,
+                                                                               num_stages=3)}
+
+    assert _common.autotune_picks([FakeTuner()]) == ["kernel (197, 768) torch.bfloat16 -> BLOCK=64 w4 s3"]
+    assert _common.autotune_picks([]) == []

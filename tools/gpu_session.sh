@@ -60,7 +60,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       # only the files that hold gpu tests (the others import plotly/selenium, absent there)
       # VITBENCH_MATMUL=pointer: the auto GEMM choice times both kernels at every new shape, which
       # made the set twice as slow; the TMA kernel and the auto choice have their own gpu tests.
-      VITBENCH_MATMUL=pointer timeout "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
+      # SIGINT when time runs out: pytest then stops, names the failures so far (-rfE) and still
+      # writes the junit xml (with SIGTERM, on 2026-11-27, 4 failures went unnamed)
+      VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         $(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py) \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer (VITBENCH_MATMUL), nocls, eager, pdl, b=1.8

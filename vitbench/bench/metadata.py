@@ -139,6 +139,13 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def autotune_picks() -> list[str]:
+    """Each autotuned kernel's pick per key so far in this process (kernels._common.autotune_picks)."""
+    from vitbench.kernels._common import autotune_picks as picks
+
+    return picks()
+
+
 def kernel_choices() -> list[str]:
     """The per-shape kernel choices made so far in this process (vitbench.kernels._dispatch, the
     VITBENCH_MATMUL=auto GEMM choice), as 'matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma'."""

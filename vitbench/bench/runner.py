@@ -87,8 +87,8 @@ from vitbench.bench import csvio, peaks as peaks_mod
 from vitbench.bench.case import Case, Provider, Repeats
 from vitbench.bench.measure import Slot, error_text, max_rel_err, precision_mode, run_case
 from vitbench.bench.metadata import (
-    build_meta, config_hash, kernel_choices, new_run_id, read_meta, resume_mismatch, utc_now,
-    write_meta,
+    autotune_picks, build_meta, config_hash, kernel_choices, new_run_id, read_meta, resume_mismatch,
+    utc_now, write_meta,
 )
 from vitbench.bench.progress import case_progress
 from vitbench.bench.schema import SCHEMA_VERSION
@@ -261,9 +261,12 @@ def run_suite(
         writer.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-        choices = kernel_choices()
+        choices, picks = kernel_choices(), autotune_picks()
         if choices:  # which kernel each GEMM shape ran on (VITBENCH_MATMUL=auto), also if cut short
             meta["kernel_choices"] = sorted(set(meta.get("kernel_choices") or []) | set(choices))
+        if picks:  # which config each autotuned kernel ran per key (they differ between processes)
+            meta["autotune_picks"] = sorted(set(meta.get("autotune_picks") or []) | set(picks))
+        if choices or picks:
             write_meta(meta_path, meta)
     meta["finished"] = utc_now()
     write_meta(meta_path, meta)

@@ -210,10 +210,37 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs) -> Callable
         _check_config_names(fn, configs)
         if not INTERPRETER:
             kwargs.setdefault("do_bench", _tune_bench)
-            return triton.autotune(configs=configs, key=key, **kwargs)(fn)
+            tuner = triton.autotune(configs=configs, key=key, **kwargs)(fn)
+            TUNERS.append(tuner)
+            return tuner
         return _FixedConfig(fn, configs[0])
 
     return decorate
+
+
+# Every autotuner made by autotune(), in creation order: autotune_picks() reads what each picked.
+TUNERS: list = []
+
+
+def _kernel_name(fn) -> str:
+    while not inspect.isfunction(fn):
+        fn = fn.fn
+    return fn.__name__
+
+
+def autotune_picks(tuners: list | None = None) -> list[str]:
+    """The config each autotuner picked per key so far in this process, one line each:
+    '_matmul_tma_kernel (25216, 3072, 768, 'gelu', True) bfloat16 -> BLOCK_M=128 ... w8 s3'.
+    Two processes of one commit can pick differently among near-equal configs: run metadata keeps
+    these lines so that such a difference can be seen."""
+    out = []
+    for tuner in TUNERS if tuners is None else tuners:
+        name, n_keys = _kernel_name(tuner), len(tuner.keys)
+        for key, cfg in dict(getattr(tuner, "cache", {})).items():
+            values, dtypes = tuple(key[:n_keys]), sorted({str(k) for k in key[n_keys:]})
+            params = " ".join(f"{k}={v}" for k, v in cfg.kwargs.items())
+            out.append(f"{name} {values} {','.join(dtypes)} -> {params} w{cfg.num_warps} s{cfg.num_stages}")
+    return out
 
 
 def _check_config_names(fn, configs: list[triton.Config]) -> None:
