@@ -1,4 +1,4 @@
-"""Per-config timing of matmul_tma on the ViT-B/16 GEMMs: where does the epilogue's time go?
+"""Per-config timing of the GEMM kernels on the ViT-B/16 GEMMs: where does the time go?
 
 For each GEMM shape and epilogue asked for, runs every TMA config that fits (no autotuning, the
 config forced), checks it against float32 torch on a NaN-poisoned output (rel err <= 1e-2, else
@@ -9,6 +9,11 @@ F.linear (GEMM + bias), also for fused epilogues.
 
     python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_tanh
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
+    python tools/epilogue_probe.py --kernel pointer --gemm fc2 --batch 1 --graph
+--kernel pointer: matmul.py's pointer kernel instead, each of its configs and SPLIT_K_CONFIGS forced
+(those the autotuner would try at the shape: shared memory, split_k_ok), through its launcher.
+--graph: time replays of a CUDA graph (triton's do_bench_cudagraph, L2 not flushed) instead of eager
+launches: for few-us kernels, whose eager figure is mostly the host's launch cost.
 --early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
 the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
 cycles (the second program of each SM starts that much later, so the two run out of phase).
@@ -24,7 +29,10 @@ import torch
 import torch.nn.functional as F
 import triton
 
+import importlib
+
 from vitbench.kernels import matmul_tma as T
+from vitbench.kernels._common import _FixedConfig
 from vitbench.kernels._pdl import launch_opts
 from vitbench.numerics import poisoned, rel_err
 
@@ -32,8 +40,14 @@ GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
          "fc1": (3072, 768, ["none", "gelu", "gelu_tanh"]), "fc2": (768, 3072, ["residual"])}
 
 
+MM = importlib.import_module("vitbench.kernels.matmul")  # the module (the package exports the function)
+
+
 def tag(cfg: triton.Config) -> str:
     k = cfg.kwargs
+    if "SPLIT_K" in k:  # a pointer-kernel config
+        return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
+                f" splitk{k['SPLIT_K']}")
     return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
             f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}"
             f"{' early' if k['RES_EARLY'] else ''}{' stagger' + str(k['STAGGER']) if k['STAGGER'] else ''}")
@@ -53,6 +67,20 @@ def configs(epilogue: str, early: bool, staggers: list[int], per_sm: int | None)
     out += [_with(c, STAGGER=s) for s in staggers if s for c in base
             if c.kwargs["PER_SM"] == 2 and c.kwargs["STAGGER"] != s]
     return out
+
+
+def pointer_configs(M: int, N: int, K: int, itemsize: int) -> list[triton.Config]:
+    """The pointer kernel's configs (and the split-K ones) autotuning would try at this shape."""
+    def fits(c):
+        k = c.kwargs
+        return c.num_stages * (k["BLOCK_M"] + k["BLOCK_N"]) * k["BLOCK_K"] * itemsize <= MM._SMEM_BYTES
+    return [c for c in MM.GEMM_CONFIGS + MM.SPLIT_K_CONFIGS if fits(c) and MM.split_k_ok(c, M, N, K)]
+
+
+def run_pointer(cfg, a, w, b, res, out, epilogue, sms):
+    fixed = _FixedConfig(MM._heuristic(MM._matmul_kernel), cfg)
+    MM._matmul = MM._matmul_inplace = fixed  # this tool's process only
+    MM._matmul_pointer(a, w, b, epilogue=epilogue, residual=res, out=out)
 
 
 def run_config(cfg, a, w, b, res, out, epilogue, sms):
@@ -85,6 +113,10 @@ def main() -> int:
                    help="also each PER_SM=2 config with these STAGGER values (SM clock cycles)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
                    help="only the configs with this many programs per SM")
+    p.add_argument("--kernel", choices=["tma", "pointer"], default="tma",
+                   help="which GEMM kernel's configs to force")
+    p.add_argument("--graph", action="store_true",
+                   help="time CUDA-graph replays (no L2 flush) instead of eager launches")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("epilogue_probe.py needs a CUDA GPU")
@@ -101,7 +133,14 @@ def main() -> int:
             w = torch.randn(N, K, device=dev, dtype=dt) / K ** 0.5
             b = torch.randn(N, device=dev, dtype=dt)
             flops = 2 * M * N * K
-            cublas = triton.testing.do_bench(lambda: F.linear(a, w, b), rep=args.rep, return_mode="median")
+            if args.graph:
+                def bench(fn):
+                    torch.cuda.synchronize()
+                    return triton.testing.do_bench_cudagraph(fn, rep=args.rep, return_mode="median")
+            else:
+                def bench(fn):
+                    return triton.testing.do_bench(fn, rep=args.rep, return_mode="median")
+            cublas = bench(lambda: F.linear(a, w, b))
             print(f"\n== batch {batch} {name} M={M} N={N} K={K}: cuBLAS F.linear {cublas:.4f} ms "
                   f"({flops / cublas / 1e9:.1f} TFLOP/s)", flush=True)
             for epi in epilogues:
@@ -110,19 +149,21 @@ def main() -> int:
                 res = torch.randn(M, N, device=dev, dtype=dt) if "residual" in epi else None
                 ref = reference(a, w, b, epi, res)
                 rows = []
-                for cfg in configs(epi, args.early, args.stagger, args.per_sm):
-                    if not T.fits(cfg, a.element_size(), "residual" in epi):
-                        continue  # autotuning would prune it
+                if args.kernel == "pointer":
+                    cands, launch = pointer_configs(M, N, K, a.element_size()), run_pointer
+                else:
+                    cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm)
+                             if T.fits(c, a.element_size(), "residual" in epi)]  # else pruned
+                    launch = run_config
+                for cfg in cands:
                     out = poisoned((M, N), dt, dev)
                     try:
-                        run_config(cfg, a, w, b, res, out, epi, sms)
+                        launch(cfg, a, w, b, res, out, epi, sms)
                         err = rel_err(out, ref)
                         if not err <= 1e-2:
                             print(f"  {epi:9} {tag(cfg):34} WRONG rel_err={err:.2e}", flush=True)
                             continue
-                        ms = triton.testing.do_bench(
-                            lambda: run_config(cfg, a, w, b, res, out, epi, sms), rep=args.rep,
-                            return_mode="median")
+                        ms = bench(lambda: launch(cfg, a, w, b, res, out, epi, sms))
                     except Exception as e:  # a config that does not compile or launch
                         print(f"  {epi:9} {tag(cfg):34} FAILED {type(e).__name__}: {str(e)[:100]}", flush=True)
                         continue
