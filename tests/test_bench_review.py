@@ -323,3 +323,27 @@ def test_run_metadata_records_the_gemm_kernel_choices(tmp_path, monkeypatch):
     res = run_suite("t", [case], [prov], out_dir=tmp_path, timer="host", repeats=reps, progress=False)
     meta = json.loads(res.meta_path.read_text())
     assert meta["kernel_choices"] == ["matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma"]
+
+
+def test_run_metadata_records_the_autotune_picks(tmp_path, monkeypatch):
+    # Each autotuned kernel's pick per shape: two processes of one commit can pick differently.
+    import triton
+
+    from vitbench.kernels import _common
+
+    def kernel(a_ptr, N, BLOCK: int):
+        pass
+
+    class Tuner:  # what autotune_picks reads of triton's Autotuner
+        fn, keys = staticmethod(kernel), ["N"]
+        cache = {(8, "torch.float32"): triton.Config({"BLOCK": 32}, num_warps=2, num_stages=1)}
+
+    monkeypatch.setattr(_common, "TUNERS", [Tuner()])
+    case = Case(suite="t", op="add", case="v", dtype="fp32", shape={"N": 8},
+                inputs=lambda: (torch.ones(8), torch.ones(8)),
+                reference=lambda a: (a[0] + a[1]).double())
+    prov = Provider("a", lambda c, args: (lambda: args[0] + args[1]), is_baseline=True)
+    reps = Repeats(budget_s=0.0, min_reps=2, max_reps=2, warmup_s=0.0, min_warmup=1)
+    res = run_suite("t", [case], [prov], out_dir=tmp_path, timer="host", repeats=reps, progress=False)
+    meta = json.loads(res.meta_path.read_text())
+    assert meta["autotune_picks"] == ["kernel (8,) torch.float32 -> BLOCK=32 w2 s1"]

@@ -18,7 +18,8 @@
 #   epi:GEMM+GEMM[:B.B]    tools/epilogue_probe.py: each TMA config forced, per epilogue, batches B
 #                          (env EPILOGUES="gelu residual": only those epilogues; env PROBE_ARGS:
 #                          more arguments, e.g. "--stagger 2000 4000 --per-sm 2")
-#   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ')
+#   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ';
+#                          VALUE cannot hold ':' or a space)
 #   profile:B+B            vitbench profile at each batch
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane. At the end results/_scratch/gpu

@@ -11,7 +11,6 @@ DRAM; tiles of A and W are re-read from L2, which the grouped tile order keeps w
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -68,13 +67,15 @@ GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4)] if INTERPRETER else [
     matmul_config(32, 64, 64, 4, 4),
     matmul_config(64, 32, 64, 4, 4),
 ]
-# Split-K configs: NOT autotuned yet, only forced by tests (tests/test_kernels_splitk.py).
+# Split-K configs: NOT autotuned yet, only forced by tests and tools/epilogue_probe.py.
 # Meant for few rows and long K, where one program per output tile leaves SMs idle and each walks
 # all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768]) ran 96 programs of 48 K steps each
 # and read its 4.7 MB of weights at 0.35 TB/s (H100 profile, 2026-11-27). Autotuned with the
-# configs above in one H100 run (commit 379177a), none was picked at ViT-B/16 batch 1 or 8 (FC2
-# still 13.4 us), and that run's GPU tests had 4 failures it did not name (the call ran out of
-# time first). Until a GPU run shows them correct and faster, they stay out of GEMM_CONFIGS.
+# configs above in one H100 run (commit 379177a, run M4), a split config was picked only for the
+# last layer's CLS-row FC2 (1 or 8 rows: 64x64x128, SPLIT_K 4, 8.4 us), never for the 197-row
+# GEMMs of batch 1 or 8; every row of that run passed the correctness gate. The same call's GPU
+# tests had 4 failures its time limit left unnamed (forced fp32 configs over shared memory explain
+# at most three). Until a GPU run names them and shows split-K faster, it stays out of autotuning.
 SPLIT_K_CONFIGS = [matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
     matmul_config(64, 64, 128, 4, 4, split=4),
     matmul_config(64, 128, 64, 4, 4, split=4),
@@ -99,7 +100,8 @@ FP32_CONFIGS = [] if INTERPRETER else [
 
 
 # split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
-# than this many bytes are not tried (batch 1-8 ViT-B/16 GEMMs need at most ~10 MB).
+# than this many bytes are not tried. ViT-B/16: at batch 1 every split config fits (FC1 needs up to
+# 12 MB); at batch 8 none fits for QKV and FC1, and two of seven for FC2 and the out-projection.
 SPLIT_WS_BYTES = 16 << 20
 
 
@@ -303,7 +305,7 @@ def tma_min_rows() -> int:
     raw = os.environ.get(TMA_MIN_ROWS_ENV, "").strip()
     if not raw:
         return TMA_MIN_ROWS
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise VitbenchError(f"{TMA_MIN_ROWS_ENV}={raw!r}: give a row count >= 0 (0: time the TMA "
                             "kernel at every shape), or leave it unset")
     return int(raw)
@@ -368,30 +370,46 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
 
 
-@functools.lru_cache(maxsize=256)
-def _split_sizes(M: int, N: int, K: int) -> tuple[int, int]:
-    """(workspace elements, output tiles) enough for every split-K config tried at this shape."""
-    split = [c for c in _CONFIGS + SPLIT_K_CONFIGS if c.kwargs["SPLIT_K"] > 1 and split_k_ok(c, M, N, K)]
-    ws = max((split_ws_elems(c, M, N) for c in split), default=1)
+def _split_sizes(M: int, N: int, K: int, configs: list[triton.Config], forced: bool) -> tuple[int, int]:
+    """(workspace elements, output tiles) enough for every split-K config of `configs` that can
+    launch at this shape: all of them when forced (one config, no pruning), else those the
+    autotuner's prune keeps (split_k_ok). (0, 0) when none splits."""
+    split = [c for c in configs if _split_k(c) > 1 and (forced or split_k_ok(c, M, N, K))]
+    ws = max((split_ws_elems(c, M, N) for c in split), default=0)
     tiles = max((triton.cdiv(M, c.kwargs["BLOCK_M"]) * triton.cdiv(N, c.kwargs["BLOCK_N"]) for c in split),
-                default=1)
+                default=0)
     return ws, tiles
 
 
-# Split-K arrival counters per (device, stream): zeroed once here, and each launch leaves them at 0
-# (split_k_reduce). Per stream, so that launches on concurrent streams never share a counter.
+# Split-K arrival counters per (device, stream): zeroed once, outside any graph capture, and left at
+# 0 by every launch (split_k_reduce). Per stream, so that launches on concurrent streams never
+# share a counter.
 _COUNTERS: dict[tuple, torch.Tensor] = {}
+_PLACEHOLDERS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _split_buffers(M: int, N: int, K: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp32 workspace, int32 counters) for a split-K launch; 1-element placeholders suffice when
-    no split-K config applies (large outputs, short K)."""
-    ws_elems, tiles = _split_sizes(M, N, K)
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+def _split_buffers(M: int, N: int, K: int, device: torch.device, kernel) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 workspace, int32 counters) for launching `kernel` (the autotuner, or a forced config)
+    at this shape. Cached 1-element placeholders when no config it may launch splits K."""
+    forced = isinstance(kernel, _common._FixedConfig)
+    ws_elems, tiles = _split_sizes(M, N, K, [kernel.config] if forced else _CONFIGS, forced)
+    if ws_elems == 0:
+        if str(device) not in _PLACEHOLDERS:
+            _PLACEHOLDERS[str(device)] = (torch.empty(1, dtype=torch.float32, device=device),
+                                          torch.zeros(1, dtype=torch.int32, device=device))
+        return _PLACEHOLDERS[str(device)]
+    on_gpu = device.type == "cuda"
+    stream = torch.cuda.current_stream(device).cuda_stream if on_gpu else 0
     key = (str(device), stream)
     counters = _COUNTERS.get(key)
     if counters is None or counters.numel() < tiles:
-        counters = _COUNTERS[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+        counters = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+        if on_gpu and torch.cuda.is_current_stream_capturing():
+            # Made inside a CUDA graph capture, the zeroing is a node of that graph and the memory
+            # is not zero before its first replay: this graph's own counters, never shared.
+            counters = counters[:tiles]
+        else:
+            _COUNTERS[key] = counters
     return torch.empty(ws_elems, dtype=torch.float32, device=device), counters
 
 
@@ -438,8 +456,8 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         return out
     rows_inner = a.shape[1] if a.dim() == 3 else M
     res = residual if residual is not None else out  # placeholder pointer when unused
-    ws, counters = _split_buffers(M, N, K, a.device)
     kernel = _matmul_inplace if inplace else _matmul
+    ws, counters = _split_buffers(M, N, K, a.device, kernel)
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),  # noqa: E731
                          meta["SPLIT_K"])
     kernel[grid](

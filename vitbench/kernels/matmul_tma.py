@@ -24,6 +24,8 @@ How it differs from matmul.py's pointer kernel:
 - PER_SM=2 configs run two programs per SM (each within half its shared memory and registers),
   hoping one's epilogue would overlap the other's wgmma. On an H100 it did not for FC1 + GELU
   (docs/performance.md, step 5); autotuning keeps them where they win (no epilogue, batch 32);
+- STAGGER (not in TMA_CONFIGS; tools/epilogue_probe.py --stagger tries it) starts the second
+  program of each SM that many clock cycles late, to run the two out of phase. No gain on an H100;
 - RES_EARLY (not in TMA_CONFIGS; tools/epilogue_probe.py tries it) loads the residual tile before
   the K loop. On an H100 it was slower than the plain load in the epilogue and spilled registers
   in several configs.
@@ -163,7 +165,9 @@ def _stagger_start(STAGGER: tl.constexpr, NUM_SMS: tl.constexpr):
     # each SM) spin STAGGER SM clock cycles before their first tile, so that the two programs of an
     # SM run out of phase: one's epilogue (CUDA-core work) during the other's wgmma K loop. Two
     # programs that start together stay in step (each tile takes as long as the other's), and then
-    # both run their epilogues at once while the tensor cores wait.
+    # both run their epilogues at once while the tensor cores wait. Assumes the block scheduler
+    # places programs 0..NUM_SMS-1 one per SM first (not guaranteed). Measured on an H100: no gain
+    # (docs/performance.md, step 6); no config in TMA_CONFIGS uses it (tools/epilogue_probe.py).
     if STAGGER > 0:
         if tl.program_id(0) >= NUM_SMS:
             t0 = _clock64()
