@@ -299,7 +299,7 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
     graph_calls = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
-                        lambda fn, rep, quantiles: graph_calls.append(rep) or [0.004, 0.003, 0.005])
+                        lambda fn, rep, quantiles=None: graph_calls.append(rep) or [0.004, 0.003, 0.005])
     for eager, expect in (([0.02, 0.01, 0.03], [0.004, 0.003, 0.005]), ([0.2, 0.1, 0.3], [0.2, 0.1, 0.3])):
         monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
         assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
@@ -312,6 +312,38 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
         monkeypatch.setenv("VITBENCH_TUNE_GRAPH_BELOW_MS", bad)
         with pytest.raises(VitbenchError, match="VITBENCH_TUNE_GRAPH_BELOW_MS"):
             _common.tune_graph_below_ms()
+
+
+def test_autotune_cold_graph_timing_subtracts_the_flush(monkeypatch):
+    """VITBENCH_TUNE_COLD=1: a small config's graph figure is taken with L2 flushed before each
+    replayed launch, less the flush's own replayed time."""
+    from vitbench.kernels import _common
+
+    ran = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(_common, "_FLUSH", {"cuda:0": torch.zeros(8, dtype=torch.int32)})
+
+    def fake_graph(fn, rep, quantiles=None, return_mode="mean"):
+        ran.append(fn)
+        fn()  # the flushed pair runs the flush, then the kernel
+        if quantiles is None:  # the flush alone
+            return 0.010
+        return [0.016, 0.015, 0.018]
+
+    monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph", fake_graph)
+    monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles: [0.02, 0.01, 0.03])
+    calls = []
+    monkeypatch.setenv("VITBENCH_TUNE_COLD", "1")
+    got = _common._tune_bench(lambda: calls.append(1), (0.5, 0.2, 0.8))
+    assert got == pytest.approx([0.006, 0.005, 0.008])
+    assert calls == [1] and len(ran) == 2
+    monkeypatch.setenv("VITBENCH_TUNE_COLD", "0")
+    assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == [0.016, 0.015, 0.018]
+    for bad in ("yes", "2"):
+        monkeypatch.setenv("VITBENCH_TUNE_COLD", bad)
+        with pytest.raises(VitbenchError, match="VITBENCH_TUNE_COLD"):
+            _common.tune_cold()
 
 
 # -------------------------------------------------------------------------------------- GPU

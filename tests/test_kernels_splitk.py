@@ -139,3 +139,32 @@ def test_gpu_split_k_vit_small_batch(force_config, cfg, dtype):
     run_case((8, 3072), 768, dtype, "residual")  # the CLS-row FC2 of batch 8 (M4 picked split-K there)
     run_case((197, 3000), 520, dtype, "gelu")  # ragged K and N
     run_case((197, 576), 768, dtype, "none")  # 9 steps of 64: with SPLIT_K 4, an empty share
+
+
+def test_split_k_setting(monkeypatch):
+    from vitbench.errors import VitbenchError
+
+    for raw, expect in (("", False), ("0", False), ("1", True)):
+        monkeypatch.setenv("VITBENCH_SPLIT_K", raw)
+        assert mm.split_k_setting() is expect
+    monkeypatch.setenv("VITBENCH_SPLIT_K", "yes")
+    with pytest.raises(VitbenchError, match="VITBENCH_SPLIT_K"):
+        mm.split_k_setting()
+
+
+def test_split_k_configs_join_autotuning_only_when_asked():
+    # the GPU config lists, imported with the interpreter off, with and without VITBENCH_SPLIT_K=1
+    import os
+    import subprocess
+    import sys
+
+    code = ("import vitbench, importlib\n"
+            "M = importlib.import_module('vitbench.kernels.matmul')\n"
+            "print(sum(c.kwargs['SPLIT_K'] > 1 for c in M._CONFIGS), len(M.SPLIT_K_CONFIGS))")
+    for flag, joined in (("0", False), ("1", True)):
+        env = {**os.environ, "TRITON_INTERPRET": "0", "VITBENCH_SPLIT_K": flag}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        in_tuning, total = map(int, out.stdout.split())
+        assert total > 0 and in_tuning == (total if joined else 0)

@@ -13,7 +13,9 @@ F.linear (GEMM + bias), also for fused epilogues.
 --kernel pointer: matmul.py's pointer kernel instead, each of its configs and SPLIT_K_CONFIGS forced
 (those the autotuner would try at the shape: shared memory, split_k_ok), through its launcher.
 --graph: time replays of a CUDA graph (triton's do_bench_cudagraph, L2 not flushed) instead of eager
-launches: for few-us kernels, whose eager figure is mostly the host's launch cost.
+launches: for few-us kernels, whose eager figure is mostly the host's launch cost. --cold: the same
+with L2 flushed before each replayed launch (the flush's own time subtracted), as the weights of a
+batch-1 forward arrive from DRAM.
 --early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
 the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
 cycles (the second program of each SM starts that much later, so the two run out of phase).
@@ -32,7 +34,7 @@ import triton
 import importlib
 
 from vitbench.kernels import matmul_tma as T
-from vitbench.kernels._common import _FixedConfig
+from vitbench.kernels._common import _FixedConfig, graph_ms
 from vitbench.kernels._pdl import launch_opts
 from vitbench.numerics import poisoned, rel_err
 
@@ -117,6 +119,9 @@ def main() -> int:
                    help="which GEMM kernel's configs to force")
     p.add_argument("--graph", action="store_true",
                    help="time CUDA-graph replays (no L2 flush) instead of eager launches")
+    p.add_argument("--cold", action="store_true",
+                   help="time CUDA-graph replays with L2 flushed before each launch (flush time "
+                        "subtracted): weights come from DRAM, as inside a batch-1 forward")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("epilogue_probe.py needs a CUDA GPU")
@@ -133,10 +138,9 @@ def main() -> int:
             w = torch.randn(N, K, device=dev, dtype=dt) / K ** 0.5
             b = torch.randn(N, device=dev, dtype=dt)
             flops = 2 * M * N * K
-            if args.graph:
+            if args.graph or args.cold:
                 def bench(fn):
-                    torch.cuda.synchronize()
-                    return triton.testing.do_bench_cudagraph(fn, rep=args.rep, return_mode="median")
+                    return graph_ms(fn, args.rep, cold=args.cold)
             else:
                 def bench(fn):
                     return triton.testing.do_bench(fn, rep=args.rep, return_mode="median")

@@ -35,6 +35,8 @@ def _root() -> None:
                             f"{', '.join(matmul_mod.MATMUL_MODES)} (or leave it unset: auto)")
     importlib.import_module("vitbench.kernels._common").tune_graph_below_ms()  # a bad value: exit 2
     matmul_mod.tma_min_rows()  # likewise
+    matmul_mod.split_k_setting()
+    importlib.import_module("vitbench.kernels._common").tune_cold()
     pdl = importlib.import_module("vitbench.kernels._pdl")
     pdl.pdl_setting()  # likewise
     pdl.check_device()

@@ -67,7 +67,7 @@ GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4)] if INTERPRETER else [
     matmul_config(32, 64, 64, 4, 4),
     matmul_config(64, 32, 64, 4, 4),
 ]
-# Split-K configs: NOT autotuned yet, only forced by tests and tools/epilogue_probe.py.
+# Split-K configs: NOT autotuned unless VITBENCH_SPLIT_K=1; forced by tests and tools/epilogue_probe.py.
 # Meant for few rows and long K, where one program per output tile leaves SMs idle and each walks
 # all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768]) ran 96 programs of 48 K steps each
 # and read its 4.7 MB of weights at 0.35 TB/s (H100 profile, 2026-11-27). Autotuned with the
@@ -253,7 +253,24 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
 
 _heuristic = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 _KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS"]
-_CONFIGS = GEMM_CONFIGS + FP32_CONFIGS
+SPLIT_K_ENV = "VITBENCH_SPLIT_K"  # 1: SPLIT_K_CONFIGS join the autotuned configs (opt-in, for A/B runs)
+
+
+def split_k_setting() -> bool:
+    """VITBENCH_SPLIT_K as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError."""
+    raw = os.environ.get(SPLIT_K_ENV, "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw == "1":
+        return True
+    raise VitbenchError(f"{SPLIT_K_ENV}={raw!r}: use 1 (autotune the split-K configs too) or 0 / unset")
+
+
+try:
+    _SPLIT_K_ON = split_k_setting() and not INTERPRETER
+except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: off
+    _SPLIT_K_ON = False
+_CONFIGS = GEMM_CONFIGS + FP32_CONFIGS + (SPLIT_K_CONFIGS if _SPLIT_K_ON else [])
 _matmul = autotune(_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
     _heuristic(_matmul_kernel)
 )
