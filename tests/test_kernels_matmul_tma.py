@@ -299,7 +299,8 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
     graph_calls = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
-                        lambda fn, rep, quantiles=None: graph_calls.append(rep) or [0.004, 0.003, 0.005])
+                        lambda fn, rep, quantiles=None, return_mode="mean": graph_calls.append(rep)
+                        or [0.004, 0.003, 0.005])
     for eager, expect in (([0.02, 0.01, 0.03], [0.004, 0.003, 0.005]), ([0.2, 0.1, 0.3], [0.2, 0.1, 0.3])):
         monkeypatch.setattr(_common.triton.testing, "do_bench", lambda fn, warmup, rep, quantiles, e=eager: e)
         assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == expect
@@ -323,6 +324,7 @@ def test_autotune_cold_graph_timing_subtracts_the_flush(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(_common, "_FLUSH", {"cuda:0": torch.zeros(8, dtype=torch.int32)})
+    monkeypatch.setattr(_common, "_FLUSH_MS", {})
 
     def fake_graph(fn, rep, quantiles=None, return_mode="mean"):
         ran.append(fn)
@@ -338,6 +340,8 @@ def test_autotune_cold_graph_timing_subtracts_the_flush(monkeypatch):
     got = _common._tune_bench(lambda: calls.append(1), (0.5, 0.2, 0.8))
     assert got == pytest.approx([0.006, 0.005, 0.008])
     assert calls == [1] and len(ran) == 2
+    _common._tune_bench(lambda: calls.append(1), (0.5, 0.2, 0.8))
+    assert len(ran) == 3  # the flush alone is timed once per device
     monkeypatch.setenv("VITBENCH_TUNE_COLD", "0")
     assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == [0.016, 0.015, 0.018]
     for bad in ("yes", "2"):

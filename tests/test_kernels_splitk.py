@@ -168,3 +168,28 @@ def test_split_k_configs_join_autotuning_only_when_asked():
         assert out.returncode == 0, out.stderr[-2000:]
         in_tuning, total = map(int, out.stdout.split())
         assert total > 0 and in_tuning == (total if joined else 0)
+
+
+def test_autotuner_workspace_covers_every_split_config_the_prune_keeps():
+    # VITBENCH_SPLIT_K=1 puts SPLIT_K_CONFIGS among the autotuned configs: the launcher's sizing
+    # (not forced) must cover each one prune_by_smem keeps, at the ViT-B/16 batch-1 and -8 shapes
+    half = torch.empty(1, dtype=torch.float16)
+    configs = mm.GEMM_CONFIGS + mm.SPLIT_K_CONFIGS
+    for M in (197, 8 * 197, 1, 8):
+        for N, K in ((2304, 768), (768, 768), (3072, 768), (768, 3072)):
+            ws, tiles = mm._split_sizes(M, N, K, configs, False)
+            for c in mm.prune_by_smem(configs, {"a_ptr": half}, M=M, N=N, K=K):
+                if c.kwargs["SPLIT_K"] > 1:
+                    assert ws >= mm.split_ws_elems(c, M, N)
+                    assert tiles >= -(-M // c.kwargs["BLOCK_M"]) * -(-N // c.kwargs["BLOCK_N"])
+
+
+def test_prune_falls_back_to_a_config_that_does_not_split():
+    half = torch.empty(1, dtype=torch.float16)
+    plain = mm.matmul_config(64, 64, 64, 4, 4)
+    split = mm.matmul_config(64, 64, 64, 4, 4, split=4)
+    # neither fits a 1-row K=64 GEMM's rules for split-K; the fallback must not be the split one
+    assert mm.prune_by_smem([split], {"a_ptr": half}, M=1, N=64, K=64) == [split]  # nothing else
+    huge = mm.matmul_config(512, 512, 512, 4, 4)  # over shared memory
+    assert mm.prune_by_smem([plain, huge, split], {"a_ptr": half}, M=1, N=64, K=64) == [plain]
+    assert mm.prune_by_smem([huge, split], {"a_ptr": half}, M=1, N=64, K=64) == [huge]

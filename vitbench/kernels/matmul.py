@@ -72,8 +72,8 @@ GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4)] if INTERPRETER else [
 # all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768]) ran 96 programs of 48 K steps each
 # and read its 4.7 MB of weights at 0.35 TB/s (H100 profile, 2026-11-27). Autotuned with the
 # configs above in one H100 run (commit 379177a, run M4), a split config was picked only for the
-# last layer's CLS-row FC2 (1 or 8 rows: 64x64x128, SPLIT_K 4, 8.4 us), never for the 197-row
-# GEMMs of batch 1 or 8; every row of that run passed the correctness gate. The same call's GPU
+# last layer's CLS-row FC2 (1 or 8 rows: 64x64x128, SPLIT_K 4, 8.4 us), never for the 197- and
+# 1,576-row GEMMs of batch 1 and 8; every row of that run passed the correctness gate. The same call's GPU
 # tests had 4 failures its time limit left unnamed (forced fp32 configs over shared memory explain
 # at most three). Until a GPU run names them and shows split-K faster, it stays out of autotuning.
 SPLIT_K_CONFIGS = [matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
@@ -100,8 +100,9 @@ FP32_CONFIGS = [] if INTERPRETER else [
 
 
 # split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
-# than this many bytes are not tried. ViT-B/16: at batch 1 every split config fits (FC1 needs up to
-# 12 MB); at batch 8 none fits for QKV and FC1, and two of seven for FC2 and the out-projection.
+# than this many bytes are not tried. split_k_ok keeps, of the seven SPLIT_K_CONFIGS at ViT-B/16
+# shapes: batch 1, all for FC2 and five for QKV, FC1 and the out-projection (at K = 768 two have
+# too few K steps per share); batch 8, none for QKV and FC1, two for FC2 and the out-projection.
 SPLIT_WS_BYTES = 16 << 20
 
 
@@ -132,7 +133,7 @@ def prune_by_smem(configs, named_args, **kwargs):
         <= _SMEM_BYTES and (itemsize == 4 or not any(c is f for f in FP32_CONFIGS))
         and (M is None or split_k_ok(c, M, N, K))
     ]
-    return fits or configs[-1:]
+    return fits or [c for c in configs if _split_k(c) == 1][-1:] or configs[-1:]
 
 
 @triton.jit
@@ -400,8 +401,11 @@ def _split_sizes(M: int, N: int, K: int, configs: list[triton.Config], forced: b
 
 # Split-K arrival counters per (device, stream): zeroed once, outside any graph capture, and left at
 # 0 by every launch (split_k_reduce). Per stream, so that launches on concurrent streams never
-# share a counter.
+# share a counter. Counters first needed during a CUDA graph capture are made in it (the zeroing
+# becomes one node of that graph) and shared by that capture's launches only: _CAPTURED is
+# emptied by the next call made outside a capture (every capture path here warms up eagerly first).
 _COUNTERS: dict[tuple, torch.Tensor] = {}
+_CAPTURED: dict[tuple, torch.Tensor] = {}
 _PLACEHOLDERS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
@@ -418,15 +422,13 @@ def _split_buffers(M: int, N: int, K: int, device: torch.device, kernel) -> tupl
     on_gpu = device.type == "cuda"
     stream = torch.cuda.current_stream(device).cuda_stream if on_gpu else 0
     key = (str(device), stream)
-    counters = _COUNTERS.get(key)
+    capturing = on_gpu and torch.cuda.is_current_stream_capturing()
+    if not capturing:
+        _CAPTURED.clear()
+    cache = _CAPTURED if capturing and key not in _COUNTERS else _COUNTERS
+    counters = cache.get(key)
     if counters is None or counters.numel() < tiles:
-        counters = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
-        if on_gpu and torch.cuda.is_current_stream_capturing():
-            # Made inside a CUDA graph capture, the zeroing is a node of that graph and the memory
-            # is not zero before its first replay: this graph's own counters, never shared.
-            counters = counters[:tiles]
-        else:
-            _COUNTERS[key] = counters
+        counters = cache[key] = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
     return torch.empty(ws_elems, dtype=torch.float32, device=device), counters
 
 
