@@ -309,19 +309,24 @@ def test_resume_refuses_a_run_started_at_another_commit(monkeypatch):
     assert resume_mismatch(meta, {}, []) is None
 
 
-def test_run_metadata_records_the_gemm_kernel_choices(tmp_path, monkeypatch):
-    # Which kernel each GEMM shape ran on (VITBENCH_MATMUL=auto) is part of what was measured.
-    from vitbench.kernels import _dispatch
-
-    monkeypatch.setattr(_dispatch, "_CHOICES", {
-        ("matmul", (8, 197, 768), 768, 2304, torch.bfloat16, "none", True, False, "cuda:0"): "tma"})
+def _tiny_run_meta(tmp_path) -> dict:
+    """The metadata of a one-case, one-provider run (an fp32 add, host timer)."""
     case = Case(suite="t", op="add", case="v", dtype="fp32", shape={"N": 8},
                 inputs=lambda: (torch.ones(8), torch.ones(8)),
                 reference=lambda a: (a[0] + a[1]).double())
     prov = Provider("a", lambda c, args: (lambda: args[0] + args[1]), is_baseline=True)
     reps = Repeats(budget_s=0.0, min_reps=2, max_reps=2, warmup_s=0.0, min_warmup=1)
     res = run_suite("t", [case], [prov], out_dir=tmp_path, timer="host", repeats=reps, progress=False)
-    meta = json.loads(res.meta_path.read_text())
+    return json.loads(res.meta_path.read_text())
+
+
+def test_run_metadata_records_the_gemm_kernel_choices(tmp_path, monkeypatch):
+    # Which kernel each GEMM shape ran on (VITBENCH_MATMUL=auto) is part of what was measured.
+    from vitbench.kernels import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_CHOICES", {
+        ("matmul", (8, 197, 768), 768, 2304, torch.bfloat16, "none", True, False, "cuda:0"): "tma"})
+    meta = _tiny_run_meta(tmp_path)
     assert meta["kernel_choices"] == ["matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma"]
 
 
@@ -339,11 +344,5 @@ def test_run_metadata_records_the_autotune_picks(tmp_path, monkeypatch):
         cache = {(8, "torch.float32"): triton.Config({"BLOCK": 32}, num_warps=2, num_stages=1)}
 
     monkeypatch.setattr(_common, "TUNERS", [Tuner()])
-    case = Case(suite="t", op="add", case="v", dtype="fp32", shape={"N": 8},
-                inputs=lambda: (torch.ones(8), torch.ones(8)),
-                reference=lambda a: (a[0] + a[1]).double())
-    prov = Provider("a", lambda c, args: (lambda: args[0] + args[1]), is_baseline=True)
-    reps = Repeats(budget_s=0.0, min_reps=2, max_reps=2, warmup_s=0.0, min_warmup=1)
-    res = run_suite("t", [case], [prov], out_dir=tmp_path, timer="host", repeats=reps, progress=False)
-    meta = json.loads(res.meta_path.read_text())
+    meta = _tiny_run_meta(tmp_path)
     assert meta["autotune_picks"] == ["kernel (8,) torch.float32 -> BLOCK=32 w2 s1"]

@@ -14,6 +14,7 @@ import triton
 
 from vitbench._backend import DEVICE, INTERPRETER
 from vitbench.errors import VitbenchError
+from vitbench.kernels._env import env_flag
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -202,13 +203,8 @@ _FLUSH_MS: dict[str, float] = {}
 
 def tune_cold() -> bool:
     """VITBENCH_TUNE_COLD as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError."""
-    raw = os.environ.get(TUNE_COLD_ENV, "").strip()
-    if raw in ("", "0"):
-        return False
-    if raw == "1":
-        return True
-    raise VitbenchError(f"{TUNE_COLD_ENV}={raw!r}: use 1 (autotune small kernels with L2 flushed "
-                        "before each graph-replayed launch) or 0 / unset")
+    return env_flag(TUNE_COLD_ENV, "autotune small kernels with L2 flushed before each "
+                                   "graph-replayed launch")
 
 
 def graph_ms(fn: Callable, rep: int, quantiles=None, cold: bool = False):

@@ -25,7 +25,6 @@ With PDL on, `vitbench profile`'s per-kernel times include each kernel's wait fo
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -34,18 +33,14 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
+from vitbench.kernels._env import env_flag
 
 PDL_ENV = "VITBENCH_PDL"
 
 
 def pdl_setting() -> bool:
     """VITBENCH_PDL as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError."""
-    raw = os.environ.get(PDL_ENV, "").strip()
-    if raw in ("", "0"):
-        return False
-    if raw == "1":
-        return True
-    raise VitbenchError(f"{PDL_ENV}={raw!r}: use 1 (programmatic dependent launch) or 0 / unset")
+    return env_flag(PDL_ENV, "programmatic dependent launch")
 
 
 try:

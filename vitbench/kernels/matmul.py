@@ -21,6 +21,7 @@ from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce
 
@@ -259,12 +260,7 @@ SPLIT_K_ENV = "VITBENCH_SPLIT_K"  # 1: SPLIT_K_CONFIGS join the autotuned config
 
 def split_k_setting() -> bool:
     """VITBENCH_SPLIT_K as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError."""
-    raw = os.environ.get(SPLIT_K_ENV, "").strip()
-    if raw in ("", "0"):
-        return False
-    if raw == "1":
-        return True
-    raise VitbenchError(f"{SPLIT_K_ENV}={raw!r}: use 1 (autotune the split-K configs too) or 0 / unset")
+    return env_flag(SPLIT_K_ENV, "autotune the split-K configs too")
 
 
 try:
