@@ -28,13 +28,19 @@ import vitbench  # noqa: E402,F401
 from vitbench.kernels import matmul_tma as T  # noqa: E402
 
 PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+CUOBJDUMP = os.path.join(os.path.dirname(PTXAS), "cuobjdump")
+# SASS opcode classes counted (static instruction counts, whole kernel): the epilogue's math
+# runs on the FP32 pipe (FFMA/FMUL/FADD/FMNMX/FSEL...) and the MUFU (ex2, rcp).
+SASS_CLASSES = {"fp32": re.compile(r"^F(FMA|MUL|ADD|MNMX|SEL|SETP|CHK)"), "mufu": re.compile(r"^MUFU"),
+                "wgmma": re.compile(r"^HGMMA")}
 ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # multiples of 8 (16 B)
 
 
 def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
                    num_sms: int = 132) -> dict:
     fn = T._matmul_tma_kernel
-    consts = {"HAS_BIAS": bias, "EPILOGUE": epilogue, "NUM_SMS": num_sms, "PDL": False, **cfg.kwargs}
+    consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue == "gelu_erf" else epilogue,
+              "GELU_FIT": epilogue != "gelu_erf", "NUM_SMS": num_sms, "PDL": False, **cfg.kwargs}
     sig = {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i32" for n in fn.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in ALIGNED}
@@ -48,10 +54,15 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
             f.write(ptx)
         info = subprocess.run([PTXAS, "-arch=sm_90a", "-v", src, "-o", os.path.join(d, "k.cubin")],
                               capture_output=True, text=True, check=True).stderr
+        sass = subprocess.run([CUOBJDUMP, "-sass", os.path.join(d, "k.cubin")],
+                              capture_output=True, text=True, check=True).stdout
     regs = re.search(r"Used (\d+) registers", info)
     spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
     tma_store = ptx.count("cp.async.bulk.tensor.2d.global.shared")
+    ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass)
+    counts = {k: sum(1 for o in ops if rx.match(o)) for k, rx in SASS_CLASSES.items()}
     return {
+        "sass": len(ops), **{f"sass_{k}": v for k, v in counts.items()},
         "wgmma": ptx.count("wgmma.mma_async"),
         "tma_load": ptx.count("cp.async.bulk.tensor") - tma_store,
         "tma_store": tma_store,
@@ -66,8 +77,9 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="operand dtype")
-    p.add_argument("--epilogue", nargs="+", choices=list(T.EPILOGUES), default=["none", "gelu_residual"],
-                   help="epilogues to compile")
+    p.add_argument("--epilogue", nargs="+", choices=[*T.EPILOGUES, "gelu_erf"],
+                   default=["none", "gelu_residual"],
+                   help="epilogues to compile (gelu_erf: gelu with the fp32 outputs' erf form)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
                    help="only the configs with this many programs per SM (default: all)")
     args = p.parse_args()

@@ -63,7 +63,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile
-from vitbench.kernels.matmul import EPILOGUES, check_out, gelu_erf, gelu_tanh
+from vitbench.kernels.matmul import EPILOGUES, check_out, gelu, gelu_tanh
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
@@ -191,7 +191,8 @@ def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr
 
 @triton.jit
 def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
-                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, BLOCK_M: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
+                    BLOCK_M: tl.constexpr,
                     SUB_N: tl.constexpr, RES_EARLY: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
     # res: that sub-tile of the residual when loaded before the K loop (RES_EARLY), else unused.
@@ -200,7 +201,7 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
         bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
         acc += bias[None, :]
     if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
-        acc = gelu_erf(acc)
+        acc = gelu(acc, GELU_FIT)
     if EPILOGUE == "gelu_tanh":
         acc = gelu_tanh(acc)
     if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
@@ -223,6 +224,7 @@ def _matmul_tma_kernel(
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
+    GELU_FIT: tl.constexpr,  # "gelu" epilogues: gelu_fit (16-bit outputs) instead of gelu_erf
     NUM_SMS: tl.constexpr,  # SM count (programs launched: PER_SM per SM, fewer when fewer tiles)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # row tiles per group of the tile order (L2 reuse)
@@ -280,12 +282,12 @@ def _matmul_tma_kernel(
             else:
                 res0, res1 = acc0, acc1  # unused
             _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
             _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
-                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
+                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
         else:
             _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, BLOCK_M, SUB_N, RES_EARLY)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
@@ -413,7 +415,7 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         M, N, K,
         a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
         r2.stride(0), o2.stride(0),
-        HAS_BIAS=bias is not None, EPILOGUE=epilogue, NUM_SMS=sms,
+        HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32, NUM_SMS=sms,
         **launch_opts(),
     )
     return out
