@@ -297,6 +297,7 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
     from vitbench.kernels import _common
 
     graph_calls = []
+    monkeypatch.setenv("VITBENCH_TUNE_COLD", "0")  # warm replays here; the cold ones: the next test
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(_common.triton.testing, "do_bench_cudagraph",
                         lambda fn, rep, quantiles=None, return_mode="mean": graph_calls.append(rep)
@@ -316,8 +317,8 @@ def test_autotune_times_small_kernels_in_a_graph(monkeypatch):
 
 
 def test_autotune_cold_graph_timing_subtracts_the_flush(monkeypatch):
-    """VITBENCH_TUNE_COLD=1: a small config's graph figure is taken with L2 flushed before each
-    replayed launch, less the flush's own replayed time."""
+    """VITBENCH_TUNE_COLD (on unless 0): a small config's graph figure is taken with L2 flushed
+    before each replayed launch, less the flush's own replayed time."""
     from vitbench.kernels import _common
 
     ran = []
@@ -342,6 +343,8 @@ def test_autotune_cold_graph_timing_subtracts_the_flush(monkeypatch):
     assert calls == [1] and len(ran) == 2
     _common._tune_bench(lambda: calls.append(1), (0.5, 0.2, 0.8))
     assert len(ran) == 3  # the flush alone is timed once per device
+    monkeypatch.delenv("VITBENCH_TUNE_COLD")  # on by default
+    assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == pytest.approx([0.006, 0.005, 0.008])
     monkeypatch.setenv("VITBENCH_TUNE_COLD", "0")
     assert _common._tune_bench(lambda: None, (0.5, 0.2, 0.8)) == [0.016, 0.015, 0.018]
     for bad in ("yes", "2"):

@@ -144,7 +144,9 @@ def test_gpu_split_k_vit_small_batch(force_config, cfg, dtype):
 def test_split_k_setting(monkeypatch):
     from vitbench.errors import VitbenchError
 
-    for raw, expect in (("", False), ("0", False), ("1", True)):
+    monkeypatch.delenv("VITBENCH_SPLIT_K", raising=False)
+    assert mm.split_k_setting() is True  # on unless turned off
+    for raw, expect in (("", True), ("0", False), ("1", True)):
         monkeypatch.setenv("VITBENCH_SPLIT_K", raw)
         assert mm.split_k_setting() is expect
     monkeypatch.setenv("VITBENCH_SPLIT_K", "yes")
@@ -152,8 +154,8 @@ def test_split_k_setting(monkeypatch):
         mm.split_k_setting()
 
 
-def test_split_k_configs_join_autotuning_only_when_asked():
-    # the GPU config lists, imported with the interpreter off, with and without VITBENCH_SPLIT_K=1
+def test_split_k_configs_join_autotuning_unless_turned_off():
+    # the GPU config lists, imported with the interpreter off, with VITBENCH_SPLIT_K 0, 1 and unset
     import os
     import subprocess
     import sys
@@ -161,8 +163,9 @@ def test_split_k_configs_join_autotuning_only_when_asked():
     code = ("import vitbench, importlib\n"
             "M = importlib.import_module('vitbench.kernels.matmul')\n"
             "print(sum(c.kwargs['SPLIT_K'] > 1 for c in M._CONFIGS), len(M.SPLIT_K_CONFIGS))")
-    for flag, joined in (("0", False), ("1", True)):
-        env = {**os.environ, "TRITON_INTERPRET": "0", "VITBENCH_SPLIT_K": flag}
+    for flag, joined in (("0", False), ("1", True), (None, True)):
+        env = {k: v for k, v in os.environ.items() if k != "VITBENCH_SPLIT_K"}
+        env.update({"TRITON_INTERPRET": "0", **({"VITBENCH_SPLIT_K": flag} if flag else {})})
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
@@ -171,7 +174,7 @@ def test_split_k_configs_join_autotuning_only_when_asked():
 
 
 def test_autotuner_workspace_covers_every_split_config_the_prune_keeps():
-    # VITBENCH_SPLIT_K=1 puts SPLIT_K_CONFIGS among the autotuned configs: the launcher's sizing
+    # by default (VITBENCH_SPLIT_K unset or 1) SPLIT_K_CONFIGS are among the autotuned configs: the launcher's sizing
     # (not forced) must cover each one prune_by_smem keeps, at the ViT-B/16 batch-1 and -8 shapes
     half = torch.empty(1, dtype=torch.float16)
     configs = mm.GEMM_CONFIGS + mm.SPLIT_K_CONFIGS

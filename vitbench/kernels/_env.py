@@ -7,12 +7,13 @@ import os
 from vitbench.errors import VitbenchError
 
 
-def env_flag(name: str, meaning: str) -> bool:
-    """`name` as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError naming it and
-    saying what 1 means (`meaning`)."""
+def env_flag(name: str, meaning: str, default: bool = False) -> bool:
+    """`name` as a bool: "0" -> False; "1" -> True; unset or "" -> `default`; else VitbenchError
+    naming it and saying what 1 means (`meaning`)."""
     raw = os.environ.get(name, "").strip()
-    if raw in ("", "0"):
-        return False
-    if raw == "1":
-        return True
-    raise VitbenchError(f"{name}={raw!r}: use 1 ({meaning}) or 0 / unset")
+    if raw == "":
+        return default
+    if raw in ("0", "1"):
+        return raw == "1"
+    unset = "on" if default else "off"
+    raise VitbenchError(f"{name}={raw!r}: use 1 ({meaning}) or 0 (off); unset means {unset}")

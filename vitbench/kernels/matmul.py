@@ -68,15 +68,17 @@ GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4)] if INTERPRETER else [
     matmul_config(32, 64, 64, 4, 4),
     matmul_config(64, 32, 64, 4, 4),
 ]
-# Split-K configs: NOT autotuned unless VITBENCH_SPLIT_K=1; forced by tests and tools/epilogue_probe.py.
+# Split-K configs: autotuned unless VITBENCH_SPLIT_K=0; forced by tests and tools/epilogue_probe.py.
 # Meant for few rows and long K, where one program per output tile leaves SMs idle and each walks
 # all of K alone: batch 1's FC2 ([197, 3072] x [3072, 768]) ran 96 programs of 48 K steps each
 # and read its 4.7 MB of weights at 0.35 TB/s (H100 profile, 2026-11-27). Autotuned with the
 # configs above in one H100 run (commit 379177a, run M4), a split config was picked only for the
 # last layer's CLS-row FC2 (1 or 8 rows: 64x64x128, SPLIT_K 4, 8.4 us), never for the 197- and
-# 1,576-row GEMMs of batch 1 and 8; every row of that run passed the correctness gate. The same call's GPU
-# tests had 4 failures its time limit left unnamed (forced fp32 configs over shared memory explain
-# at most three). Until a GPU run names them and shows split-K faster, it stays out of autotuning.
+# 1,576-row GEMMs of batch 1 and 8; every row of that run passed the correctness gate. Autotuned
+# from cold-L2 replays (VITBENCH_TUNE_COLD), they win those too: batch-1 FC2 12.9 us with SPLIT_K 4
+# against 15.3 us for the best plain config, and the batch-1 forward took 0.524 ms against 0.562
+# without split-K and cold tuning, 0.553 with cold tuning alone (H100, f859449, docs/performance.md
+# step 7). So both are on by default.
 SPLIT_K_CONFIGS = [matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
     matmul_config(64, 64, 128, 4, 4, split=4),
     matmul_config(64, 128, 64, 4, 4, split=4),
@@ -280,12 +282,12 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
 
 _heuristic = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 _KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS"]
-SPLIT_K_ENV = "VITBENCH_SPLIT_K"  # 1: SPLIT_K_CONFIGS join the autotuned configs (opt-in, for A/B runs)
+SPLIT_K_ENV = "VITBENCH_SPLIT_K"  # 0: SPLIT_K_CONFIGS leave the autotuned configs (for A/B runs)
 
 
 def split_k_setting() -> bool:
-    """VITBENCH_SPLIT_K as a bool: unset, "" or "0" -> False; "1" -> True; else VitbenchError."""
-    return env_flag(SPLIT_K_ENV, "autotune the split-K configs too")
+    """VITBENCH_SPLIT_K as a bool: "0" -> False; unset, "" or "1" -> True; else VitbenchError."""
+    return env_flag(SPLIT_K_ENV, "autotune the split-K configs too", default=True)
 
 
 try:
