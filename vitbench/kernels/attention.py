@@ -181,8 +181,10 @@ def _attention_kernel(
     q = _load_tile(q_ptrs, m_ok, d_ok, True, MASK_D)
     q = tf32_operand(q, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 once, reused per block
 
-    k_ptrs = k_base + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-    v_ptrs = v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    # int32 offsets within the head, not [BLOCK_N, BLOCK_D] pointer tensors carried through the
+    # loop: 64-bit pointers per element cost two registers each and made the kernel spill
+    k_offs = offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    v_offs = offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -192,17 +194,15 @@ def _attention_kernel(
     n_full = (T_k // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
         acc, l_i, m_i = _attend_block(
-            acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_n, d_ok, qk_scale,
-            False, MASK_D, DOT_PRECISION,
+            acc, l_i, m_i, q, k_base + start_n * stride_kt + k_offs, v_base + start_n * stride_vt + v_offs,
+            offs_n, d_ok, qk_scale, False, MASK_D, DOT_PRECISION,
         )
-        k_ptrs += BLOCK_N * stride_kt
-        v_ptrs += BLOCK_N * stride_vt
     # ragged last block (T_k % BLOCK_N keys): mask the missing keys
     if n_full < T_k:
         n_ok = n_full + offs_n < T_k
         acc, l_i, m_i = _attend_block(
-            acc, l_i, m_i, q, k_ptrs, v_ptrs, n_ok, d_ok, qk_scale,
-            True, MASK_D, DOT_PRECISION,
+            acc, l_i, m_i, q, k_base + n_full * stride_kt + k_offs, v_base + n_full * stride_vt + v_offs,
+            n_ok, d_ok, qk_scale, True, MASK_D, DOT_PRECISION,
         )
 
     # l_i >= 1 for every row (the max key contributes exp2(0) = 1): no division by 0
