@@ -27,12 +27,11 @@ SPLIT_CONFIGS = mm.SPLIT_K_CONFIGS
 
 @pytest.fixture
 def force_config(monkeypatch):
-    """force_config(cfg): the pointer kernel launches with `cfg` only (both tuners), no autotuning."""
+    """force_config(cfg): the pointer kernel launches with `cfg` only, no autotuning."""
 
     def force(cfg):
         fixed = _common._FixedConfig(mm._heuristic(mm._matmul_kernel), cfg)
         monkeypatch.setattr(mm, "_matmul", fixed)
-        monkeypatch.setattr(mm, "_matmul_inplace", fixed)
         monkeypatch.setattr(mm, "MODE", "pointer")
 
     return force
@@ -196,3 +195,26 @@ def test_prune_falls_back_to_a_config_that_does_not_split():
     huge = mm.matmul_config(512, 512, 512, 4, 4)  # over shared memory
     assert mm.prune_by_smem([plain, huge, split], {"a_ptr": half}, M=1, N=64, K=64) == [plain]
     assert mm.prune_by_smem([huge, split], {"a_ptr": half}, M=1, N=64, K=64) == [huge]
+
+
+def test_tune_apart_tunes_once_per_key_and_never_a_fixed_config(monkeypatch):
+    # in-place GEMMs are autotuned by one out-of-place launch per key, before the in-place one
+    monkeypatch.setattr(_common, "_TUNED_APART", set())
+    tuned = []
+    tuner = object()  # stands for triton's Autotuner
+    _common.tune_apart(("k", 1), tuner, lambda: tuned.append(1))
+    _common.tune_apart(("k", 1), tuner, lambda: tuned.append(2))
+    _common.tune_apart(("k", 2), tuner, lambda: tuned.append(3))
+    assert tuned == [1, 3]
+    fixed = _common._FixedConfig(mm._heuristic(mm._matmul_kernel), mm.GEMM_CONFIGS[0])
+    _common.tune_apart(("k", 3), fixed, lambda: tuned.append(4))
+    assert tuned == [1, 3]
+
+
+def test_scratch_like_keeps_strides_in_storage_of_its_own():
+    h = torch.zeros(3, 5, 8)
+    view = h[:, :1]  # the CLS rows: [3, 1, 8], strides (40, 8, 1)
+    s = _common.scratch_like(view)
+    assert s.shape == view.shape and s.stride() == view.stride() and s.dtype == view.dtype
+    s.fill_(1.0)
+    assert h.abs().sum() == 0

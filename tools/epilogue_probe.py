@@ -83,7 +83,7 @@ def pointer_configs(M: int, N: int, K: int, itemsize: int) -> list[triton.Config
 
 def run_pointer(cfg, a, w, b, res, out, epilogue, sms):
     fixed = _FixedConfig(MM._heuristic(MM._matmul_kernel), cfg)
-    MM._matmul = MM._matmul_inplace = fixed  # this tool's process only
+    MM._matmul = fixed  # this tool's process only
     MM._matmul_pointer(a, w, b, epilogue=epilogue, residual=res, out=out)
 
 

@@ -359,3 +359,27 @@ def row_tiles(n_rows: int, n_cols: int, device: torch.device, max_block: int) ->
         while block_m > 1 and triton.cdiv(n_rows, block_m) < programs:
             block_m //= 2
     return block_m, block_n
+
+
+_TUNED_APART: set = set()
+
+
+def scratch_like(t: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor with t's sizes, strides, dtype and device (its own storage)."""
+    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device)
+
+
+def tune_apart(key: tuple, kernel, tune: Callable[[], None]) -> None:
+    """Before an in-place launch (out aliases the residual it reads): run `tune` once per `key`, a
+    launch of the same autotuner out of place on a scratch output, so that the in-place launch
+    finds its config cached and is never timed. Why not triton's restore_value: it clones `out`
+    before and copies it back after every timed run, inside the timing, and at batch 1-8 those two
+    copies cost about what the GEMM does: the residual GEMMs' picks then differed from process to
+    process (H100, 2026-11-27, docs/performance.md step 7). No-op for a fixed config (interpreter,
+    forced) and inside a graph capture (nothing can be timed there)."""
+    if key in _TUNED_APART or isinstance(kernel, _FixedConfig):
+        return
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return
+    tune()
+    _TUNED_APART.add(key)

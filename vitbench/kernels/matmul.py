@@ -298,12 +298,7 @@ _CONFIGS = GEMM_CONFIGS + FP32_CONFIGS + (SPLIT_K_CONFIGS if _SPLIT_K_ON else []
 _matmul = autotune(_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
     _heuristic(_matmul_kernel)
 )
-# out aliasing residual (x = x + f(x) in place): autotuning must restore `out` after each timed
-# run, or the residual would be added once per run. Separate tuner so the common case pays nothing.
-_matmul_inplace = autotune(
-    _CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem},
-    restore_value=["out_ptr"],
-)(_heuristic(_matmul_kernel))
+# out aliasing residual (x = x + f(x) in place) is never autotuned in place: _common.tune_apart.
 
 
 def matmul_cost(M: int, N: int, K: int, itemsize: int, has_bias: bool = False,
@@ -498,21 +493,28 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         return out
     rows_inner = a.shape[1] if a.dim() == 3 else M
     res = residual if residual is not None else out  # placeholder pointer when unused
-    kernel = _matmul_inplace if inplace else _matmul
+    kernel = _matmul
     ws, counters = _split_buffers(M, N, K, a.device, kernel)
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),  # noqa: E731
                          meta["SPLIT_K"])
-    kernel[grid](
-        a, w, bias if bias is not None else w, res, out, ws, counters,
-        M, N, K, rows_inner,
-        *_rows(a), a.stride(-1),
-        w.stride(0), w.stride(1),
-        bias.stride(0) if bias is not None else 0,
-        *_rows(res), res.stride(-1),
-        *_rows(out), out.stride(-1),
-        HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
-        # 16-bit operands ignore input_precision; pass triton's default for them.
-        PRECISION=dot_precision if dtype == torch.float32 else "tf32",
-        **launch_opts(),
-    )
+    # 16-bit operands ignore input_precision; pass triton's default for them.
+    precision_arg = dot_precision if dtype == torch.float32 else "tf32"
+
+    def launch(dst: torch.Tensor) -> None:
+        kernel[grid](
+            a, w, bias if bias is not None else w, res, dst, ws, counters,
+            M, N, K, rows_inner,
+            *_rows(a), a.stride(-1),
+            w.stride(0), w.stride(1),
+            bias.stride(0) if bias is not None else 0,
+            *_rows(res), res.stride(-1),
+            *_rows(dst), dst.stride(-1),
+            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
+            PRECISION=precision_arg, **launch_opts(),
+        )
+
+    if inplace:  # autotuned out of place first (_common.tune_apart), then run in place
+        key = ("pointer", M, N, K, epilogue, precision_arg, bias is not None, dtype, str(a.device))
+        _common.tune_apart(key, kernel, lambda: launch(_common.scratch_like(out)))
+    launch(out)
     return out

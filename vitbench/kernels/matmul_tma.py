@@ -60,6 +60,7 @@ import triton.language as tl
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
+from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile
@@ -293,9 +294,7 @@ def _matmul_tma_kernel(
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
 _PRUNE = {"early_config_prune": prune_by_smem}
 _matmul_tma = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_matmul_tma_kernel)
-# out aliasing residual: autotuning must restore `out` after each timed run (see matmul.py).
-_matmul_tma_inplace = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
-                               restore_value=["out_ptr"])(_matmul_tma_kernel)
+# out aliasing residual is never autotuned in place: _common.tune_apart (see the launcher).
 
 
 # ------------------------------------------------------------------------------------ launcher
@@ -409,13 +408,20 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         return out
     _ensure_allocator()
     sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
-    kernel = _matmul_tma_inplace if inplace else _matmul_tma
-    kernel[lambda meta: grid(M, N, sms, meta)](
-        a2, w2, bias if bias is not None else w2, r2, o2,
-        M, N, K,
-        a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
-        r2.stride(0), o2.stride(0),
-        HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32, NUM_SMS=sms,
-        **launch_opts(),
-    )
+    kernel = _matmul_tma
+
+    def launch(dst: torch.Tensor) -> None:
+        kernel[lambda meta: grid(M, N, sms, meta)](
+            a2, w2, bias if bias is not None else w2, r2, dst,
+            M, N, K,
+            a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
+            r2.stride(0), dst.stride(0),
+            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32, NUM_SMS=sms,
+            **launch_opts(),
+        )
+
+    if inplace:  # autotuned out of place first (_common.tune_apart), then run in place
+        key = ("tma", M, N, K, epilogue, bias is not None, dtype, str(a.device))
+        _common.tune_apart(key, kernel, lambda: launch(_common.scratch_like(o2)))
+    launch(o2)
     return out
