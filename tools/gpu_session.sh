@@ -112,7 +112,14 @@ lane() {  # lane "GPU: step step ..."
   ) >"$LOGS/lane$gpu.log" 2>&1
 }
 
+pack() {  # what is measured so far -> $OUT/results.tgz (written aside, then renamed: never half)
+  tar czf "$OUT/.results.tgz.part" "$RES" 2>/dev/null && mv -f "$OUT/.results.tgz.part" "$OUT/results.tgz"
+}
 for spec in "$@"; do lane "$spec" & done
+# Pack every 30 s while the lanes run, not only at the end: on 2026-11-27 a call whose BUDGET_S
+# exceeded the device call's limit was killed before the end and brought nothing back. Keep
+# BUDGET_S at least 60 s under the call's limit_s (which shrinks as the session's device time runs out).
+while [ -n "$(jobs -rp)" ]; do sleep 30; pack; done
 wait
 for f in "$LOGS"/lane*.log; do echo "##### $f"; tail -c 2500 "$f"; done
-tar czf "$OUT/results.tgz" "$RES"
+pack
