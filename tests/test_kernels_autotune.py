@@ -28,7 +28,8 @@ def test_gpu_kernels_use_the_short_tuning_benchmark():
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert int(out.stdout.split()[-1]) >= 8  # every autotuned kernel of the library was seen
+    # one autotuner per kernel module, all seen (in-place GEMMs share theirs: _common.tune_apart)
+    assert int(out.stdout.split()[-1]) >= 7
 
 
 def test_fp32_only_configs_are_pruned_for_16_bit_operands():

@@ -391,7 +391,7 @@ def test_gpu_matmul_3d_and_small_batch(dtype, precision):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_matmul_inplace_residual_survives_autotune(dtype):
-    # a shape no other test uses, so this call autotunes while out aliases residual
+    # a shape no other test uses: its first call is in place (tuned out of place first: tune_apart)
     x = rand(4 * 197 + 3, 768, dtype=dtype)
     x0 = x.clone()
     h = rand(x.shape[0], 3072, dtype=dtype)

@@ -95,10 +95,11 @@ def run_config(cfg, a, w, b, res, out, epilogue, sms):
     # fp32 outputs, against "gelu"'s fitted form (16-bit outputs).
     fit = epilogue != "gelu_erf"
     epilogue = "gelu" if epilogue == "gelu_erf" else epilogue
+    *ln, ln_consts = MM._ln_args(None, None, M, N, K, a.device)  # no folded layernorm
     T._matmul_tma_kernel[T.grid(M, N, sms, cfg.kwargs)](
-        a, w, b, r, out, M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
+        a, w, b, r, out, *ln, M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
         HAS_BIAS=True, EPILOGUE=epilogue, GELU_FIT=fit, NUM_SMS=sms, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, **cfg.kwargs, **launch_opts())
+        num_stages=cfg.num_stages, **cfg.kwargs, **ln_consts, **launch_opts())
 
 
 def reference(a, w, b, epilogue, res):

@@ -37,11 +37,14 @@ ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # mult
 
 
 def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
-                   num_sms: int = 132) -> dict:
+                   num_sms: int = 132, ln_fold: bool = False, row_stats: bool = False) -> dict:
     fn = T._matmul_tma_kernel
     consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue == "gelu_erf" else epilogue,
-              "GELU_FIT": epilogue != "gelu_erf", "NUM_SMS": num_sms, "PDL": False, **cfg.kwargs}
-    sig = {n: "constexpr" if n in consts else dtype if n.endswith("_ptr") else "i32" for n in fn.arg_names}
+              "GELU_FIT": epilogue != "gelu_erf", "NUM_SMS": num_sms, "PDL": False,
+              "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats, **cfg.kwargs}
+    f32 = ("ln_ptr", "colsum_ptr", "stats_ptr")
+    sig = {n: "constexpr" if n in consts else ("*fp32" if n in f32 else dtype) if n.endswith("_ptr")
+           else "fp32" if n == "ln_eps" else "i32" for n in fn.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in ALIGNED}
     k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
@@ -80,6 +83,8 @@ def main() -> None:
     p.add_argument("--epilogue", nargs="+", choices=[*T.EPILOGUES, "gelu_erf"],
                    default=["none", "gelu_residual"],
                    help="epilogues to compile (gelu_erf: gelu with the fp32 outputs' erf form)")
+    p.add_argument("--ln-fold", action="store_true", help="with a folded layernorm (LN_FOLD)")
+    p.add_argument("--row-stats", action="store_true", help="storing row stats (ROW_STATS)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
                    help="only the configs with this many programs per SM (default: all)")
     args = p.parse_args()
@@ -89,9 +94,12 @@ def main() -> None:
         kw = cfg.kwargs
         tag = (f"{kw['BLOCK_M']}x{kw['BLOCK_N']}x{kw['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
                f" split={int(kw['EPI_SUBTILE'])} ws={int(kw['WARP_SPEC'])} per_sm={kw['PER_SM']}")
+        if not T.ln_fold_ok(cfg, args.ln_fold, args.row_stats):
+            print(f"{tag:36} skipped: pruned at run time with --ln-fold / --row-stats", flush=True)
+            continue
         for epi in args.epilogue:
             try:
-                r = compile_config(cfg, "*" + args.dtype, epi)
+                r = compile_config(cfg, "*" + args.dtype, epi, ln_fold=args.ln_fold, row_stats=args.row_stats)
                 fits = T.fits(cfg, 2, epi in T._RESIDUAL_EPILOGUES)
                 print(f"{tag:36} {epi:14} " + " ".join(f"{k}={v}" for k, v in r.items())
                       + ("" if fits else "  (pruned at run time: smem)"), flush=True)

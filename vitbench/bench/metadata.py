@@ -154,7 +154,9 @@ def kernel_choices() -> list[str]:
     out = []
     for key, pick in _dispatch.choices().items():
         op, shape, _stride, n, dtype, epilogue, bias, inplace = key[:8]
-        flags = " bias" * bool(bias) + " in-place" * bool(inplace)
+        ln, stats = key[12:14] if len(key) >= 14 else (False, False)
+        flags = (" bias" * bool(bias) + " in-place" * bool(inplace) + " ln-fold" * bool(ln)
+                 + " row-stats" * bool(stats))
         out.append(f"{op} a={tuple(shape)} n={n} {str(dtype).removeprefix('torch.')} {epilogue}{flags}"
                    f" -> {pick}")
     return out

@@ -365,8 +365,9 @@ _TUNED_APART: set = set()
 
 
 def scratch_like(t: torch.Tensor) -> torch.Tensor:
-    """An uninitialised tensor with t's sizes, strides, dtype and device (its own storage)."""
-    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device)
+    """An uninitialised contiguous tensor with t's sizes, dtype and device: compact even when t is
+    a strided view (the CLS rows of [B, T, D] would otherwise take a B*T*D span)."""
+    return torch.empty(t.size(), dtype=t.dtype, device=t.device)
 
 
 def tune_apart(key: tuple, kernel, tune: Callable[[], None]) -> None:
@@ -377,6 +378,7 @@ def tune_apart(key: tuple, kernel, tune: Callable[[], None]) -> None:
     copies cost about what the GEMM does: the residual GEMMs' picks then differed from process to
     process (H100, 2026-11-27, docs/performance.md step 7). No-op for a fixed config (interpreter,
     forced) and inside a graph capture (nothing can be timed there)."""
+    key = (id(kernel), *key)  # a tuner put in place later (tests, tools) starts untuned
     if key in _TUNED_APART or isinstance(kernel, _FixedConfig):
         return
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():

@@ -22,6 +22,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
+from vitbench.kernels._lnfold import LNFold, apply_ln_fold, check_ln, check_stats, store_row_stats
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce
 
@@ -206,6 +207,10 @@ def _matmul_kernel(
     out_ptr,  # out [M, N], same row layout as A
     ws_ptr,  # fp32 split-K workspace (split_k_reduce; unused when SPLIT_K = 1)
     cnt_ptr,  # int32 split-K arrival counters, one per output tile, all 0 (unused when SPLIT_K = 1)
+    ln_ptr,  # A's row stats [M, 2, K/32] fp32 (_lnfold; unused unless LN_FOLD)
+    colsum_ptr,  # fp32 [N]: sum over k of W (unused unless LN_FOLD)
+    stats_ptr,  # out's row stats [M, 2, N/32] fp32, written (unused unless ROW_STATS)
+    ln_eps,  # the folded layernorm's eps (unused unless LN_FOLD)
     M, N, K,  # GEMM sizes
     rows_inner,  # rows per leading index (T of a [B, T, *] tensor; M for 2-D)
     stride_a0, stride_a1, stride_ak,  # A: leading index, row within it, K
@@ -216,6 +221,9 @@ def _matmul_kernel(
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
     GELU_FIT: tl.constexpr,  # "gelu" epilogues: gelu_fit (16-bit outputs) instead of gelu_erf
+    LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
+    LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
+    ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
     PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
@@ -252,17 +260,27 @@ def _matmul_kernel(
         acc, last = split_k_reduce(acc, ws_ptr, cnt_ptr, tile, pid_k, SPLIT_K, BLOCK_M, BLOCK_N)
         if last:  # the tile's last program: the whole sum; the epilogue is its alone
             _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
-                      stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT)
+                      stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT,
+                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
+                      BLOCK_M, BLOCK_N)
     else:
         _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
-                  stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT)
+                  stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT,
+                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
+                      BLOCK_M, BLOCK_N)
 
 
 @triton.jit
 def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0, stride_r1,
               stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS: tl.constexpr,
-              EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr):
-    # On the fp32 accumulator: + bias, GELU, + residual, then one rounding on store.
+              EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr, ln_ptr, colsum_ptr, stats_ptr, ln_eps, K,
+              off_n, LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # On the fp32 accumulator: (folded layernorm,) + bias, GELU, + residual, then one rounding on
+    # store (and the stored rows' stats for the next GEMM's folded layernorm).
+    if LN_FOLD:  # rows and columns wrapped into range, as loaded; masked at the store
+        rm_ld = rm % M
+        acc = apply_ln_fold(acc, rm_ld, rm_ld < M, rn_ld, rn_ld < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + rn_ld * stride_bias).to(tl.float32)
         acc += bias[None, :]
@@ -277,11 +295,14 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
         r_ptrs = res_ptr + (b_idx * stride_r0 + t_idx * stride_r1)[:, None] + rn[None, :] * stride_rn
         acc += tl.load(r_ptrs, mask=mask, other=0.0).to(tl.float32)
     o_ptrs = out_ptr + (b_idx * stride_o0 + t_idx * stride_o1)[:, None] + rn[None, :] * stride_on
-    tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    y = acc.to(out_ptr.dtype.element_ty)
+    tl.store(o_ptrs, y, mask=mask)
+    if ROW_STATS:
+        store_row_stats(y.to(tl.float32), rm, rm < M, off_n, rn < N, stats_ptr, N, BLOCK_M, BLOCK_N)
 
 
 _heuristic = triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
-_KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS"]
+_KEY = ["M", "N", "K", "EPILOGUE", "PRECISION", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
 SPLIT_K_ENV = "VITBENCH_SPLIT_K"  # 0: SPLIT_K_CONFIGS leave the autotuned configs (for A/B runs)
 
 
@@ -347,7 +368,7 @@ def tma_min_rows() -> int:
     return int(raw)
 
 
-def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
+def _tma_route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> bool:
     """True when this call goes to matmul_tma (MODE and, for "auto", the per-shape timing)."""
     if MODE not in MATMUL_MODES:
         raise VitbenchError(f"VITBENCH_MATMUL={MODE!r}: choose one of {', '.join(MATMUL_MODES)}")
@@ -370,7 +391,7 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
     # in vitbench.bench.metadata unpacks this tuple
     key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
            inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
-           None if residual is None else residual.stride(-2))
+           None if residual is None else residual.stride(-2), ln is not None, row_stats is not None)
     hit = _dispatch.lookup(key)
     if hit is not None:
         return hit == "tma"
@@ -380,7 +401,7 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
     # residual are written only by the call that follows.
     res = residual.clone() if inplace else residual
     scratch = res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
-    kw = dict(epilogue=epilogue, residual=res, out=scratch)
+    kw = dict(epilogue=epilogue, residual=res, out=scratch, ln=ln, row_stats=row_stats)
     pick = _dispatch.fastest(key, {
         "pointer": lambda: _matmul_pointer(a, w, bias, precision="ieee", **kw),
         "tma": lambda: matmul_tma(a, w, bias, **kw),
@@ -390,20 +411,27 @@ def _tma_route(a, w, bias, epilogue, residual, out) -> bool:
 
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
            epilogue: str = "none", residual: torch.Tensor | None = None,
-           precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
+           precision: str = "ieee", out: torch.Tensor | None = None,
+           ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout).
 
-    Epilogues: "none", "gelu" (the erf form, within ~1e-6 of it in fp32), "gelu_tanh", "residual"
-    (+ residual), "gelu_residual" (gelu(...) + residual). `residual` has the output's shape and is
-    required exactly by the residual epilogues. fp32 inputs use exact "ieee" dots unless
-    precision="tf32". `out` may alias `residual` (same view) for an in-place residual add.
+    Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs, a fitted form within 2.6e-5
+    for 16-bit ones), "gelu_tanh", "residual" (+ residual), "gelu_residual" (gelu(...) + residual).
+    `residual` has the output's shape and is required exactly by the residual epilogues. fp32
+    inputs use exact "ieee" dots unless precision="tf32". `out` may alias `residual` (same view)
+    for an in-place residual add. Folded layernorm (vitbench.kernels._lnfold): with `ln`
+    (LNFold(stats, colsum, eps)), a is a layernorm's raw input and w, bias its folded weights;
+    with `row_stats` ([M, 2, N/32] fp32), the stored output's row stats are written there for the
+    next GEMM's `ln`.
     """
     if (precision in ("ieee", "tf32") and isinstance(a, torch.Tensor)
-            and a.dtype in (torch.float16, torch.bfloat16) and _tma_route(a, w, bias, epilogue, residual, out)):
+            and a.dtype in (torch.float16, torch.bfloat16)
+            and _tma_route(a, w, bias, epilogue, residual, out, ln, row_stats)):
         from vitbench.kernels.matmul_tma import matmul_tma
 
-        return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out)
-    return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out)
+        return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out, ln=ln, row_stats=row_stats)
+    return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
+                           ln=ln, row_stats=row_stats)
 
 
 def _split_sizes(M: int, N: int, K: int, configs: list[triton.Config], forced: bool) -> tuple[int, int]:
@@ -433,10 +461,7 @@ def _split_buffers(M: int, N: int, K: int, device: torch.device, kernel) -> tupl
     forced = isinstance(kernel, _common._FixedConfig)
     ws_elems, tiles = _split_sizes(M, N, K, [kernel.config] if forced else _CONFIGS, forced)
     if ws_elems == 0:
-        if str(device) not in _PLACEHOLDERS:
-            _PLACEHOLDERS[str(device)] = (torch.empty(1, dtype=torch.float32, device=device),
-                                          torch.zeros(1, dtype=torch.int32, device=device))
-        return _PLACEHOLDERS[str(device)]
+        return _PLACEHOLDERS.get(str(device)) or _placeholders(device)
     on_gpu = device.type == "cuda"
     stream = torch.cuda.current_stream(device).cuda_stream if on_gpu else 0
     key = (str(device), stream)
@@ -450,9 +475,32 @@ def _split_buffers(M: int, N: int, K: int, device: torch.device, kernel) -> tupl
     return torch.empty(ws_elems, dtype=torch.float32, device=device), counters
 
 
+def _ln_args(ln: LNFold | None, row_stats: torch.Tensor | None, M: int, N: int, K: int,
+             device: torch.device) -> tuple:
+    """(ln stats, colsum, row stats out, eps, constexprs) for a GEMM launch; checked (_lnfold).
+    Unused pointers get a cached 1-element placeholder."""
+    if ln is not None:
+        ln = check_ln(ln, M, K, N, device)
+    if row_stats is not None:
+        row_stats = check_stats("row_stats", row_stats, M, N, device)
+    ph = _PLACEHOLDERS.get(str(device)) or _placeholders(device)
+    consts = {"LN_FOLD": ln is not None, "ROW_STATS": row_stats is not None,
+              "LN_CP2": triton.next_power_of_2(max(K // 32, 1)) if ln is not None else 1}
+    return (ln.stats if ln is not None else ph[0], ln.colsum if ln is not None else ph[0],
+            row_stats if row_stats is not None else ph[0], float(ln.eps) if ln is not None else 1e-5,
+            consts)
+
+
+def _placeholders(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    _PLACEHOLDERS[str(device)] = (torch.empty(1, dtype=torch.float32, device=device),
+                                  torch.zeros(1, dtype=torch.int32, device=device))
+    return _PLACEHOLDERS[str(device)]
+
+
 def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                     epilogue: str = "none", residual: torch.Tensor | None = None,
-                    precision: str = "ieee", out: torch.Tensor | None = None) -> torch.Tensor:
+                    precision: str = "ieee", out: torch.Tensor | None = None,
+                    ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """matmul() on the pointer kernel (this file's), whatever VITBENCH_MATMUL says."""
     if epilogue not in EPILOGUES:
         raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
@@ -489,6 +537,7 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         out = check_out(out, out_shape, dtype, others)
         inplace = same_view
     M = out.numel() // N if N else 0
+    ln_args = _ln_args(ln, row_stats, M, N, K, a.device)
     if M == 0 or N == 0:
         return out
     rows_inner = a.shape[1] if a.dim() == 3 else M
@@ -502,7 +551,7 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
 
     def launch(dst: torch.Tensor) -> None:
         kernel[grid](
-            a, w, bias if bias is not None else w, res, dst, ws, counters,
+            a, w, bias if bias is not None else w, res, dst, ws, counters, *ln_args[:4],
             M, N, K, rows_inner,
             *_rows(a), a.stride(-1),
             w.stride(0), w.stride(1),
@@ -510,11 +559,12 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
             *_rows(res), res.stride(-1),
             *_rows(dst), dst.stride(-1),
             HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
-            PRECISION=precision_arg, **launch_opts(),
+            PRECISION=precision_arg, **ln_args[4], **launch_opts(),
         )
 
     if inplace:  # autotuned out of place first (_common.tune_apart), then run in place
-        key = ("pointer", M, N, K, epilogue, precision_arg, bias is not None, dtype, str(a.device))
+        key = ("pointer", M, N, K, epilogue, precision_arg, bias is not None, dtype, str(a.device),
+               ln is not None, row_stats is not None)
         _common.tune_apart(key, kernel, lambda: launch(_common.scratch_like(out)))
     launch(out)
     return out

@@ -64,7 +64,8 @@ from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile
-from vitbench.kernels.matmul import EPILOGUES, check_out, gelu, gelu_tanh
+from vitbench.kernels._lnfold import LNFold, apply_ln_fold, store_row_stats
+from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, gelu, gelu_tanh
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
@@ -89,7 +90,7 @@ def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = Tru
 # Hopper bf16/fp16 configs: wgmma-sized tiles (one warpgroup = 4 warps per 64 rows), 3-4 stage
 # TMA pipelines. The interpreter takes the first config only: keep it small; the second is used by
 # the tests to cover the unsplit epilogue and two programs per SM.
-_INTERPRETER_CONFIGS = [_cfg(32, 32, 16, 2, 4, subtile=True),
+_INTERPRETER_CONFIGS = [_cfg(32, 64, 16, 2, 4, subtile=True),
                         _cfg(16, 32, 32, 2, 4, subtile=False, per_sm=2)]
 TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
     _cfg(128, 256, 64, 3, 8),
@@ -141,10 +142,23 @@ def fits(c: triton.Config, itemsize: int, residual: bool) -> bool:
     return need <= _SMEM_BYTES and per_sm * (need + 1024) <= _SM_SMEM_BYTES
 
 
+def ln_fold_ok(c: triton.Config, ln_fold: bool, row_stats: bool) -> bool:
+    """Configs that can run a folded layernorm (_lnfold): row stats need output sub-tiles of a
+    multiple of 32 columns; and triton 3.6's Hopper warp-specialisation pass aborts the process
+    (not an exception) on the row stats' reshape (compiled offline for sm_90), so neither runs
+    warp-specialised."""
+    k = c.kwargs
+    sub_n = k["BLOCK_N"] // 2 if k["EPI_SUBTILE"] else k["BLOCK_N"]
+    return not ((ln_fold or row_stats) and k["WARP_SPEC"]) and not (row_stats and sub_n % 32)
+
+
 def prune_by_smem(configs, named_args, **kwargs):
     itemsize = named_args["a_ptr"].element_size()
-    residual = kwargs.get("EPILOGUE", named_args.get("EPILOGUE")) in _RESIDUAL_EPILOGUES
-    return [c for c in configs if fits(c, itemsize, residual)] or configs[-1:]
+    get = lambda name: kwargs.get(name, named_args.get(name))  # noqa: E731
+    residual = get("EPILOGUE") in _RESIDUAL_EPILOGUES
+    ln_fold, row_stats = bool(get("LN_FOLD")), bool(get("ROW_STATS"))
+    usable = [c for c in configs if ln_fold_ok(c, ln_fold, row_stats)]
+    return [c for c in usable if fits(c, itemsize, residual)] or usable[-1:]
 
 
 def grid(M: int, N: int, sms: int, meta: dict) -> tuple[int]:
@@ -193,12 +207,16 @@ def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr
 @triton.jit
 def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
                     HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
-                    BLOCK_M: tl.constexpr,
-                    SUB_N: tl.constexpr, RES_EARLY: tl.constexpr):
+                    BLOCK_M: tl.constexpr, SUB_N: tl.constexpr, RES_EARLY: tl.constexpr,
+                    ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr,
+                    ROW_STATS: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
     # res: that sub-tile of the residual when loaded before the K loop (RES_EARLY), else unused.
+    rm = off_m + tl.arange(0, BLOCK_M)
+    rn = off_n + tl.arange(0, SUB_N)
+    if LN_FOLD:  # folded layernorm (_lnfold): A was the raw input, W the folded weights
+        acc = apply_ln_fold(acc, rm, rm < M, rn, rn < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
     if HAS_BIAS:
-        rn = off_n + tl.arange(0, SUB_N)
         bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
         acc += bias[None, :]
     if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
@@ -209,7 +227,10 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
         if not RES_EARLY:
             res = _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M, SUB_N)
         acc += res.to(tl.float32)
-    o_desc.store([off_m, off_n], acc.to(o_desc.dtype))  # out-of-range part is clipped
+    y = acc.to(o_desc.dtype)
+    o_desc.store([off_m, off_n], y)  # out-of-range part is clipped
+    if ROW_STATS:  # the stored rows' stats for the next GEMM's folded layernorm (_lnfold)
+        store_row_stats(y.to(tl.float32), rm, rm < M, off_n, rn < N, stats_ptr, N, BLOCK_M, SUB_N)
 
 
 # M only sizes the descriptors and the tile count: not specialising it on M % 16 halves the
@@ -221,11 +242,18 @@ def _matmul_tma_kernel(
     bias_ptr,  # bias [N], any stride (unused unless HAS_BIAS)
     res_ptr,  # residual [M, N], row stride stride_rm (unused unless EPILOGUE adds it)
     out_ptr,  # out [M, N], row stride stride_om; may be res_ptr itself (in-place residual add)
+    ln_ptr,  # A's row stats [M, 2, K/32] fp32 (_lnfold; unused unless LN_FOLD)
+    colsum_ptr,  # fp32 [N]: sum over k of W (unused unless LN_FOLD)
+    stats_ptr,  # out's row stats [M, 2, N/32] fp32, written (unused unless ROW_STATS)
+    ln_eps,  # the folded layernorm's eps (unused unless LN_FOLD)
     M, N, K,  # GEMM sizes
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
     GELU_FIT: tl.constexpr,  # "gelu" epilogues: gelu_fit (16-bit outputs) instead of gelu_erf
+    LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
+    LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
+    ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
     NUM_SMS: tl.constexpr,  # SM count (programs launched: PER_SM per SM, fewer when fewer tiles)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # row tiles per group of the tile order (L2 reuse)
@@ -283,15 +311,18 @@ def _matmul_tma_kernel(
             else:
                 res0, res1 = acc0, acc1  # unused
             _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY, ln_ptr,
+                            colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
             _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
-                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
+                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                            ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
         else:
             _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY, ln_ptr,
+                            colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
 
 
-_KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS"]
+_KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
 _PRUNE = {"early_config_prune": prune_by_smem}
 _matmul_tma = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_matmul_tma_kernel)
 # out aliasing residual is never autotuned in place: _common.tune_apart (see the launcher).
@@ -369,7 +400,8 @@ def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "
 
 def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                epilogue: str = "none", residual: torch.Tensor | None = None,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, ln: LNFold | None = None,
+               row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias) on the Hopper TMA path; see `matmul` for the contract.
 
     Raises VitbenchError when the arguments are wrong or not eligible (`tma_eligible`).
@@ -404,6 +436,7 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     a2, w2, o2 = _rows2d(a), _rows2d(w), _rows2d(out)
     r2 = _rows2d(residual) if residual is not None else o2
     M = a2.shape[0]
+    ln_args = _ln_args(ln, row_stats, M, N, K, a.device)
     if M == 0 or N == 0:
         return out
     _ensure_allocator()
@@ -412,16 +445,17 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
 
     def launch(dst: torch.Tensor) -> None:
         kernel[lambda meta: grid(M, N, sms, meta)](
-            a2, w2, bias if bias is not None else w2, r2, dst,
+            a2, w2, bias if bias is not None else w2, r2, dst, *ln_args[:4],
             M, N, K,
             a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
             r2.stride(0), dst.stride(0),
             HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32, NUM_SMS=sms,
-            **launch_opts(),
+            **ln_args[4], **launch_opts(),
         )
 
     if inplace:  # autotuned out of place first (_common.tune_apart), then run in place
-        key = ("tma", M, N, K, epilogue, bias is not None, dtype, str(a.device))
+        key = ("tma", M, N, K, epilogue, bias is not None, dtype, str(a.device), ln is not None,
+               row_stats is not None)
         _common.tune_apart(key, kernel, lambda: launch(_common.scratch_like(o2)))
     launch(o2)
     return out

@@ -20,6 +20,9 @@ attention runs the CLS query alone against the T keys (4BTA FLOPs, not 4BT^2A), 
 out-projection, ln2, FC1 and FC2 (2BAD + 4BDM) and the final layernorm run on the B CLS rows only,
 read and updated in place through a strided [B, 1, D] view of h. Same launches, minus the pooler.
 Weights live in buffers (module.to(device/dtype) moves them); q/k/v are fused at load time.
+VITBENCH_LN_FOLD=1 (opt-in, kernels/_lnfold.py): ln2, and ln1 from layer 1 on, are folded into
+the FC1 / QKV weights; the out-projection and FC2 store h's row stats as they write it, and the
+folded GEMM normalises in its epilogue: 23 layernorm launches fewer, h never normalised in memory.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 
 from vitbench.kernels import attention, layernorm, matmul, patch_embed
+from vitbench.kernels._lnfold import CHUNK, LNFold, fold_layernorm, ln_fold_setting, row_stats_buffer
 from vitbench.model.configs import ViTSpec
 
 
@@ -55,9 +59,12 @@ class Embed(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm encoder layer; updates the residual stream h [B, T, D] in place."""
+    """Pre-norm encoder layer; updates the residual stream h [B, T, D] in place.
 
-    def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], i: int):
+    With `fold` (VITBENCH_LN_FOLD=1, kernels/_lnfold.py): ln2 (and ln1 from layer 1 on) folded into
+    the FC1 (QKV) weights; the out-projection and FC2 store h's row stats for them."""
+
+    def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], i: int, *, fold: bool = False):
         super().__init__()
         p = f"blocks.{i}."
         self.heads, self.head_dim, self.eps, self.act = spec.heads, spec.head_dim, spec.eps, spec.act
@@ -70,26 +77,61 @@ class Block(nn.Module):
         for name in ("o", "fc1", "fc2"):
             self.register_buffer(name + "_w", w[p + name + ".weight"].clone())  # [N, K]
             self.register_buffer(name + "_b", w[p + name + ".bias"].clone())  # [N]
+        # Layer 0's ln1 reads the patch embedding's output, which stores no row stats: not folded.
+        self.fold_ln1, self.fold_ln2 = fold and i > 0, fold
+        for ln, lin, on in (("ln1", "qkv", self.fold_ln1), ("ln2", "fc1", self.fold_ln2)):
+            if on:  # W' = W diag(gamma), b' = b + W beta (in fp32, rounded once)
+                w_f, b_f, _ = fold_layernorm(getattr(self, ln + "_w"), getattr(self, ln + "_b"),
+                                             getattr(self, lin + "_w"), getattr(self, lin + "_b"))
+                self.register_buffer(lin + "_w", w_f)
+                self.register_buffer(lin + "_b", b_f)
+        self._colsums()
 
-    def forward(self, h: torch.Tensor, precision: str, *, cls_only: bool = False) -> torch.Tensor:
+    def _colsums(self) -> None:
+        # fp32 row sums of the folded weights as they are now (after any .to(dtype)): a plain
+        # attribute, kept fp32 whatever dtype the buffers are cast to
+        self.colsum = {lin: getattr(self, lin + "_w").float().sum(dim=1)
+                       for lin, on in (("qkv", self.fold_ln1), ("fc1", self.fold_ln2)) if on}
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._colsums()
+        return out
+
+    def forward(self, h: torch.Tensor, precision: str, *, cls_only: bool = False,
+                stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Returns h after this layer; with cls_only, only its CLS rows: a [B, 1, D] view of h
-        (rows 1..T-1 still hold the layer's input: only keys and values are read from them)."""
+        (rows 1..T-1 still hold the layer's input: only keys and values are read from them).
+        `stats` (folded layernorms): two [B*T, 2, D/32] fp32 buffers, the first holding h's row
+        stats on entry (from the previous layer's FC2) and on exit; the second for this layer's."""
         B, T, D = h.shape
         H, d = self.heads, self.head_dim
-        y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
-        qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
+        if self.fold_ln1:  # ln1 folded: QKV reads h itself
+            qkv = matmul(h, self.qkv_w, self.qkv_b, precision=precision,
+                         ln=LNFold(stats[0], self.colsum["qkv"], self.eps))  # [B, T, 3A]
+        else:
+            y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
+            qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
         q, k, v = qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, d], strided
         if cls_only:  # from here on, the CLS row only: query [B, H, 1, d], residual [B, 1, D]
             q, h = q[:, :, :1], h[:, :1]
         Tq = q.shape[2]  # query rows: T, or 1
         ctx = torch.empty(B, Tq, H, d, dtype=h.dtype, device=h.device)  # [B, Tq, H, d] = [B, Tq, A]
         attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision)
+        rows = B * Tq
+        mid = stats[1][:rows] if self.fold_ln2 else None  # h's row stats after the out-projection
         h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual",
-                   residual=h, out=h, precision=precision)  # h += attn @ Wo^T + bo
-        y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, Tq, D]
-        m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, Tq, M]
-        return matmul(m, self.fc2_w, self.fc2_b, epilogue="residual",
-                      residual=h, out=h, precision=precision)  # h += fc2(m)
+                   residual=h, out=h, precision=precision, row_stats=mid)  # h += attn @ Wo^T + bo
+        if self.fold_ln2:  # ln2 folded: FC1 reads h itself
+            m = matmul(h, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision,
+                       ln=LNFold(mid, self.colsum["fc1"], self.eps))  # [B, Tq, M]
+        else:
+            y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, Tq, D]
+            m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, Tq, M]
+        # the next layer's ln1 stats (its QKV has read this layer's already); none after CLS-only
+        out_stats = stats[0] if stats is not None and not cls_only else None
+        return matmul(m, self.fc2_w, self.fc2_b, epilogue="residual", residual=h, out=h,
+                      precision=precision, row_stats=out_stats)  # h += fc2(m)
 
 
 class TritonViT(nn.Module):
@@ -99,7 +141,9 @@ class TritonViT(nn.Module):
         super().__init__()
         self.spec, self.precision = spec, precision
         self.embed = Embed(w)
-        self.blocks = nn.ModuleList(Block(spec, w, i) for i in range(spec.layers))
+        # folded layernorms (kernels/_lnfold.py): opt-in, rows of a multiple of 32 only
+        self.fold = ln_fold_setting() and spec.dim % CHUNK == 0
+        self.blocks = nn.ModuleList(Block(spec, w, i, fold=self.fold) for i in range(spec.layers))
         self.register_buffer("norm_w", w["norm.weight"].clone())  # [D]
         self.register_buffer("norm_b", w["norm.bias"].clone())  # [D]
         self.register_buffer("pooler_w", w["pooler.weight"].clone() if spec.pooler else None)  # [P, D]
@@ -119,8 +163,10 @@ class TritonViT(nn.Module):
         cls_only = logits_only and self.head_w is not None
         h = self.embed(pixels, prec)  # [B, T, D], residual stream, updated in place
         last = len(self.blocks) - 1
+        B, T, D = h.shape
+        stats = (row_stats_buffer(B * T, D, h.device), row_stats_buffer(B * T, D, h.device)) if self.fold else None
         for i, block in enumerate(self.blocks):
-            h = block(h, prec, cls_only=cls_only and i == last)
+            h = block(h, prec, cls_only=cls_only and i == last, stats=stats)
         if cls_only:
             h = h[:, :1]  # [B, 1, D] (already so after the last layer; also with no layers)
         out = layernorm(h, self.norm_w, self.norm_b, self.spec.eps)  # [B, T, D] ([B, 1, D])
