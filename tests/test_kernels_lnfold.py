@@ -119,3 +119,33 @@ def test_fold_layernorm_algebra():
     rstd = (x.var(-1, unbiased=False, keepdim=True) + eps).rsqrt()
     got = rstd * (x @ w_f.T - mean * colsum.double()) + b_f
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _forced(monkeypatch, kernel: str, cfg) -> None:
+    """The kernel launches with `cfg` only (what autotuning could pick on a GPU)."""
+    from vitbench.kernels._common import _FixedConfig
+
+    if kernel == "pointer":
+        monkeypatch.setattr(mm, "_matmul", _FixedConfig(mm._heuristic(mm._matmul_kernel), cfg))
+    else:
+        monkeypatch.setattr(tma_mod, "_matmul_tma", _FixedConfig(tma_mod._matmul_tma_kernel, cfg))
+
+
+# configs beyond the first: split-K (the epilogue in the last program only), the TMA kernel's
+# unsplit 16-row config with two programs per SM
+FORCED = [("pointer", c) for c in mm.SPLIT_K_CONFIGS] + [("tma", c) for c in tma_mod.TMA_CONFIGS]
+
+
+@pytest.mark.parametrize("kernel,cfg", FORCED, ids=[f"{k}-{i}" for i, (k, _) in enumerate(FORCED)])
+def test_several_row_tiles_and_chunks_per_row(monkeypatch, kernel, cfg):
+    # K = N = 96: 3 chunks per row (LN_CP2 = 4 > 3, the mask matters); 80 rows: several row tiles
+    _forced(monkeypatch, kernel, cfg)
+    run, dtype = KERNELS[kernel], torch.float16
+    x, gamma, beta, w, b, eps, want = _ln_case(dtype, rows=(80,), K=96, N=96, shift=2.0)
+    w_f, b_f, colsum = fold_layernorm(gamma, beta, w, b)
+    stats = row_stats_buffer(80, 96, torch.device(DEVICE))
+    r = rand(80, 96, dtype=dtype)
+    out = run(x, w_f, b_f, epilogue="residual", residual=r, ln=LNFold(chunk_stats(x).float().contiguous(),
+                                                                       colsum, eps), row_stats=stats)
+    assert rel_err(out, want + r.double()) < tolerance(dtype)
+    torch.testing.assert_close(stats.double(), chunk_stats(out.float()), rtol=1e-5, atol=1e-3)

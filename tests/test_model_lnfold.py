@@ -22,38 +22,41 @@ def fold_on(monkeypatch):
     monkeypatch.setenv("VITBENCH_LN_FOLD", "1")
 
 
-@pytest.mark.parametrize("config,head,pooler", [
-    (hf_config("vit-tiny-test"), True, False),  # D = 64: folded
-    (_cfg(image_size=(16, 24), hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, qkv_bias=False,
-          num_hidden_layers=3), False, True),  # D = 32, qkv without bias: folded, three layers
-], ids=["vit-tiny-test", "no-qkv-bias"])
-def test_fp32_folded_matches_hf(config, head, pooler):
-    ckpt = checkpoints.random_weights(config, seed=3, head=head, pooler=pooler)
+def test_fp32_is_not_folded_and_matches_hf():
+    # fp32 weights keep their layernorms (Block's docstring: rounding of the un-centred h)
+    ckpt = checkpoints.random_weights(hf_config("vit-tiny-test"), seed=3, head=True)
     tri = TritonViT(ckpt.spec, ckpt.local).to(DEVICE)
-    assert tri.fold and tri.blocks[1].fold_ln1 and not tri.blocks[0].fold_ln1
+    assert tri.fold and not any(b.fold_ln1 or b.fold_ln2 for b in tri.blocks)
     x = _pixels(3, ckpt.spec)
     with torch.inference_mode():
-        got = tri(x)
-    want = _hf_outputs(checkpoints.hf_model(ckpt, attn_implementation="eager"), x)
-    for field, g, w in zip(("last_hidden_state", "pooler_output", "logits"), got, want):
-        assert (g is None) == (w is None), field
-        if w is not None:
-            assert rel_err(g, w) <= 1e-4, (field, rel_err(g, w))
+        got = tri(x)[2]
+    want = checkpoints.hf_model(ckpt, attn_implementation="eager")(pixel_values=x).logits
+    assert rel_err(got, want) <= 1e-4
 
 
-def test_fp16_folded_error_within_hf_own():
-    _fp16_check(_cfg(), B=24)
+def test_fp16_folds_every_layernorm_but_layer_0_ln1():
+    ckpt = checkpoints.random_weights(_cfg(num_hidden_layers=3), seed=3)
+    tri = TritonViT(ckpt.spec, ckpt.local).to(device=DEVICE, dtype=torch.float16)
+    assert [(b.fold_ln1, b.fold_ln2) for b in tri.blocks] == [(False, True), (True, True), (True, True)]
 
 
-def test_folded_logits_only_matches_full_forward():
+@pytest.mark.parametrize("config", [
+    _cfg(),
+    _cfg(image_size=(16, 24), hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, qkv_bias=False,
+         num_hidden_layers=3),  # qkv without bias (b' = W beta), tanh GELU, another eps
+], ids=["base", "no-qkv-bias"])
+def test_fp16_folded_error_within_hf_own(config):
+    _fp16_check(config, B=24)
+
+
+def test_fp16_folded_logits_only_matches_full_forward():
     ckpt = checkpoints.random_weights(hf_config("vit-tiny-test"), seed=7, head=True)
-    tri = TritonViT(ckpt.spec, ckpt.local).to(DEVICE)
-    x = _pixels(3, ckpt.spec)
+    tri = TritonViT(ckpt.spec, ckpt.local).to(device=DEVICE, dtype=torch.float16)
+    x = _pixels(3, ckpt.spec, torch.float16)
     with torch.inference_mode():
         full = tri(x)[2]
         got = tri(x, logits_only=True)[2]
-        want = checkpoints.hf_model(ckpt, attn_implementation="eager")(pixel_values=x).logits
-    assert rel_err(got, full) <= 1e-5 and rel_err(got, want) <= 1e-4
+    assert tri.blocks[-1].fold_ln1 and rel_err(got, full) <= 5e-3
 
 
 def test_not_folded_when_the_width_is_not_a_multiple_of_32():
@@ -62,15 +65,21 @@ def test_not_folded_when_the_width_is_not_a_multiple_of_32():
     assert not tri.fold and not any(b.fold_ln2 for b in tri.blocks)
 
 
-def test_colsums_follow_a_dtype_change_and_stay_fp32():
+def test_folded_weights_follow_a_dtype_change():
     ckpt = checkpoints.random_weights(hf_config("vit-tiny-test"), seed=2)
     tri = TritonViT(ckpt.spec, ckpt.local).to(DEVICE)
     block = tri.blocks[1]
+    assert block.folded == {}  # fp32
     tri.to(torch.float16)
-    for lin in ("qkv", "fc1"):
-        w = getattr(block, lin + "_w")
-        assert w.dtype == torch.float16 and block.colsum[lin].dtype == torch.float32
-        torch.testing.assert_close(block.colsum[lin], w.float().sum(dim=1))
+    for lin, ln in (("qkv", "ln1"), ("fc1", "ln2")):
+        w_f, b_f, colsum = block.folded[lin]
+        w = getattr(block, lin + "_w")  # the original, cast
+        assert w.dtype == w_f.dtype == b_f.dtype == torch.float16 and colsum.dtype == torch.float32
+        torch.testing.assert_close(w_f.float(), w.float() * getattr(block, ln + "_w").float(), rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(colsum, w_f.float().sum(dim=1))
+    tri.to(torch.float32)
+    assert block.folded == {}
+    assert set(tri.state_dict()) == set(TritonViT(ckpt.spec, ckpt.local).state_dict())  # unchanged
 
 
 def test_off_by_default(monkeypatch):

@@ -144,9 +144,9 @@ def fits(c: triton.Config, itemsize: int, residual: bool) -> bool:
 
 def ln_fold_ok(c: triton.Config, ln_fold: bool, row_stats: bool) -> bool:
     """Configs that can run a folded layernorm (_lnfold): row stats need output sub-tiles of a
-    multiple of 32 columns; and triton 3.6's Hopper warp-specialisation pass aborts the process
-    (not an exception) on the row stats' reshape (compiled offline for sm_90), so neither runs
-    warp-specialised."""
+    multiple of 32 columns; and triton 3.6's Hopper warp-specialisation pass fails on both
+    (compiled offline for sm_90: with row stats it aborts the process, not an exception; with a
+    folded layernorm it raises), so neither runs warp-specialised."""
     k = c.kwargs
     sub_n = k["BLOCK_N"] // 2 if k["EPI_SUBTILE"] else k["BLOCK_N"]
     return not ((ln_fold or row_stats) and k["WARP_SPEC"]) and not (row_stats and sub_n % 32)

@@ -61,8 +61,13 @@ class Embed(nn.Module):
 class Block(nn.Module):
     """Pre-norm encoder layer; updates the residual stream h [B, T, D] in place.
 
-    With `fold` (VITBENCH_LN_FOLD=1, kernels/_lnfold.py): ln2 (and ln1 from layer 1 on) folded into
-    the FC1 (QKV) weights; the out-projection and FC2 store h's row stats for them."""
+    With `fold` (VITBENCH_LN_FOLD=1, kernels/_lnfold.py) and 16-bit weights: ln2 (and ln1 from
+    layer 1 on) folded into the FC1 (QKV) weights; the out-projection and FC2 store h's row stats
+    for them. The buffers keep the original weights (the state dict is unchanged); the folded ones
+    are derived from them whenever the module moves or is cast (`_apply`). fp32 weights are not
+    folded: the folded GEMM multiplies the un-centred h, so rounding (TF32 above all) grows with a
+    row's |mean| / std (1e-3 more error at mean/std 30 with TF32, interpreter), where 16-bit
+    operands are exact in the fp32 accumulator."""
 
     def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], i: int, *, fold: bool = False):
         super().__init__()
@@ -78,24 +83,32 @@ class Block(nn.Module):
             self.register_buffer(name + "_w", w[p + name + ".weight"].clone())  # [N, K]
             self.register_buffer(name + "_b", w[p + name + ".bias"].clone())  # [N]
         # Layer 0's ln1 reads the patch embedding's output, which stores no row stats: not folded.
-        self.fold_ln1, self.fold_ln2 = fold and i > 0, fold
-        for ln, lin, on in (("ln1", "qkv", self.fold_ln1), ("ln2", "fc1", self.fold_ln2)):
-            if on:  # W' = W diag(gamma), b' = b + W beta (in fp32, rounded once)
-                w_f, b_f, _ = fold_layernorm(getattr(self, ln + "_w"), getattr(self, ln + "_b"),
-                                             getattr(self, lin + "_w"), getattr(self, lin + "_b"))
-                self.register_buffer(lin + "_w", w_f)
-                self.register_buffer(lin + "_b", b_f)
-        self._colsums()
+        self.fold, self.first = fold, i == 0
+        self._refold()
 
-    def _colsums(self) -> None:
-        # fp32 row sums of the folded weights as they are now (after any .to(dtype)): a plain
-        # attribute, kept fp32 whatever dtype the buffers are cast to
-        self.colsum = {lin: getattr(self, lin + "_w").float().sum(dim=1)
-                       for lin, on in (("qkv", self.fold_ln1), ("fc1", self.fold_ln2)) if on}
+    def _refold(self) -> None:
+        """folded[lin] = (W', b', colsum) from the current weights: W' = W diag(gamma) and
+        b' = b + W beta computed in fp32, rounded once to the weights' dtype; colsum = fp32 row
+        sums of that rounded W'. Empty unless folding and the weights are 16-bit."""
+        self.folded = {}
+        if not self.fold or self.qkv_w.dtype == torch.float32:
+            return
+        for ln, lin in (("ln1", "qkv"), ("ln2", "fc1")):
+            if not (lin == "qkv" and self.first):
+                self.folded[lin] = fold_layernorm(getattr(self, ln + "_w"), getattr(self, ln + "_b"),
+                                                  getattr(self, lin + "_w"), getattr(self, lin + "_b"))
+
+    @property
+    def fold_ln1(self) -> bool:
+        return "qkv" in self.folded
+
+    @property
+    def fold_ln2(self) -> bool:
+        return "fc1" in self.folded
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
-        self._colsums()
+        self._refold()  # the folded weights follow every move and cast of the originals
         return out
 
     def forward(self, h: torch.Tensor, precision: str, *, cls_only: bool = False,
@@ -107,8 +120,8 @@ class Block(nn.Module):
         B, T, D = h.shape
         H, d = self.heads, self.head_dim
         if self.fold_ln1:  # ln1 folded: QKV reads h itself
-            qkv = matmul(h, self.qkv_w, self.qkv_b, precision=precision,
-                         ln=LNFold(stats[0], self.colsum["qkv"], self.eps))  # [B, T, 3A]
+            w_f, b_f, colsum = self.folded["qkv"]
+            qkv = matmul(h, w_f, b_f, precision=precision, ln=LNFold(stats[0], colsum, self.eps))  # [B, T, 3A]
         else:
             y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
             qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
@@ -123,8 +136,9 @@ class Block(nn.Module):
         h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual",
                    residual=h, out=h, precision=precision, row_stats=mid)  # h += attn @ Wo^T + bo
         if self.fold_ln2:  # ln2 folded: FC1 reads h itself
-            m = matmul(h, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision,
-                       ln=LNFold(mid, self.colsum["fc1"], self.eps))  # [B, Tq, M]
+            w_f, b_f, colsum = self.folded["fc1"]
+            m = matmul(h, w_f, b_f, epilogue=self.act, precision=precision,
+                       ln=LNFold(mid, colsum, self.eps))  # [B, Tq, M]
         else:
             y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, Tq, D]
             m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, Tq, M]
@@ -141,7 +155,7 @@ class TritonViT(nn.Module):
         super().__init__()
         self.spec, self.precision = spec, precision
         self.embed = Embed(w)
-        # folded layernorms (kernels/_lnfold.py): opt-in, rows of a multiple of 32 only
+        # folded layernorms (kernels/_lnfold.py): opt-in, rows of a multiple of 32, 16-bit weights
         self.fold = ln_fold_setting() and spec.dim % CHUNK == 0
         self.blocks = nn.ModuleList(Block(spec, w, i, fold=self.fold) for i in range(spec.layers))
         self.register_buffer("norm_w", w["norm.weight"].clone())  # [D]
@@ -164,7 +178,8 @@ class TritonViT(nn.Module):
         h = self.embed(pixels, prec)  # [B, T, D], residual stream, updated in place
         last = len(self.blocks) - 1
         B, T, D = h.shape
-        stats = (row_stats_buffer(B * T, D, h.device), row_stats_buffer(B * T, D, h.device)) if self.fold else None
+        folded = any(b.fold_ln2 for b in self.blocks)  # 16-bit weights only (Block)
+        stats = (row_stats_buffer(B * T, D, h.device), row_stats_buffer(B * T, D, h.device)) if folded else None
         for i, block in enumerate(self.blocks):
             h = block(h, prec, cls_only=cls_only and i == last, stats=stats)
         if cls_only:
