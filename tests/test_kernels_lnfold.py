@@ -149,3 +149,28 @@ def test_several_row_tiles_and_chunks_per_row(monkeypatch, kernel, cfg):
                                                                        colsum, eps), row_stats=stats)
     assert rel_err(out, want + r.double()) < tolerance(dtype)
     torch.testing.assert_close(stats.double(), chunk_stats(out.float()), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("batch", [1, 8, 32])
+def test_gpu_vit_b16_folded_pair(kernel, batch):
+    # The out-projection storing h's row stats in place, then FC1 + GELU from raw h with ln2 folded,
+    # at ViT-B/16 sizes (24 chunks per row) with the autotuned configs, against the unfused path.
+    if kernel == "tma" and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("the TMA kernel needs sm_90")
+    dtype = torch.bfloat16
+    run = KERNELS[kernel]
+    h = rand(batch, 197, 768, dtype=dtype)
+    ctx = rand(batch, 197, 768, dtype=dtype)
+    wo, bo = rand(768, 768, dtype=dtype, scale=768 ** -0.5), rand(768, dtype=dtype)
+    _, gamma, beta, w1, b1, eps, _ = _ln_case(dtype, K=768, N=3072)
+    h_ref = h.double() + ctx.double() @ wo.double().T + bo.double()
+    stats = row_stats_buffer(batch * 197, 768, h.device)
+    run(ctx, wo, bo, epilogue="residual", residual=h, out=h, row_stats=stats)
+    assert rel_err(h, h_ref) < tolerance(dtype)
+    torch.testing.assert_close(stats.double(), chunk_stats(h.float()), rtol=1e-4, atol=1e-2)
+    w_f, b_f, colsum = fold_layernorm(gamma, beta, w1, b1)
+    got = run(h, w_f, b_f, epilogue="gelu", ln=LNFold(stats, colsum, eps))
+    y = F.layer_norm(h.double(), (768,), gamma.double(), beta.double(), eps)
+    assert rel_err(got, F.gelu(y @ w1.double().T + b1.double())) < tolerance(dtype)

@@ -208,14 +208,11 @@ def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr
 def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
                     HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
                     BLOCK_M: tl.constexpr, SUB_N: tl.constexpr, RES_EARLY: tl.constexpr,
-                    ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr,
-                    ROW_STATS: tl.constexpr):
+                    stats_ptr, ROW_STATS: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
     # res: that sub-tile of the residual when loaded before the K loop (RES_EARLY), else unused.
     rm = off_m + tl.arange(0, BLOCK_M)
     rn = off_n + tl.arange(0, SUB_N)
-    if LN_FOLD:  # folded layernorm (_lnfold): A was the raw input, W the folded weights
-        acc = apply_ln_fold(acc, rm, rm < M, rn, rn < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
         acc += bias[None, :]
@@ -302,6 +299,10 @@ def _matmul_tma_kernel(
         pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
+        if LN_FOLD:  # folded layernorm (_lnfold), on the whole tile: each row's stats read once
+            rm = off_m + tl.arange(0, BLOCK_M)
+            rn = off_n + tl.arange(0, BLOCK_N)
+            acc = apply_ln_fold(acc, rm, rm < M, rn, rn < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
         if EPI_SUBTILE:
             # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
             acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
@@ -311,15 +312,15 @@ def _matmul_tma_kernel(
             else:
                 res0, res1 = acc0, acc1  # unused
             _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY, ln_ptr,
-                            colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                            stats_ptr, ROW_STATS)
             _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
                             stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
-                            ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
+                            stats_ptr, ROW_STATS)
         else:
             _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY, ln_ptr,
-                            colsum_ptr, stats_ptr, ln_eps, K, LN_FOLD, LN_CP2, ROW_STATS)
+                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                            stats_ptr, ROW_STATS)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
