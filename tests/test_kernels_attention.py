@@ -7,6 +7,7 @@ the ViT-B/16 shape and T up to 577, d up to 128.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -14,9 +15,12 @@ import torch
 
 from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
+from vitbench.kernels._common import _FixedConfig
 from vitbench.kernels import attention
 from vitbench.kernels.attention import attention_cost
 from vitbench.numerics import poisoned, rel_err, tolerance
+
+attn_mod = importlib.import_module("vitbench.kernels.attention")  # the module, not the function
 
 # triton 3.6's interpreter turns loop bounds into ints the way numpy 2.4 forbids (2.3 warns).
 pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim:DeprecationWarning")
@@ -64,6 +68,35 @@ def test_matches_float64(shape, dtype):
     got = attention(q, k, v, out=out)
     assert got is out
     check(out, reference(q, k, v), dtype)
+
+
+def _cfg_id(c) -> str:
+    return f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}w{c.num_warps}s{c.num_stages}"
+
+
+def _force_config(monkeypatch, cfg) -> None:
+    kernel = attn_mod._attention_kernel
+    monkeypatch.setattr(attn_mod, "_attention_kernel", _FixedConfig(kernel.fn, cfg))
+
+
+# (B, H, T_q, T_k): ragged query and key ends against every block size, T_q < every BLOCK_M
+# (tail programs only), T_q = a multiple of every block (no tail), and T_q != T_k
+RAGGED = [(1, 2, 197, 197), (2, 1, 50, 50), (1, 1, 5, 77), (1, 1, 256, 256), (1, 1, 130, 19)]
+
+
+@pytest.mark.parametrize("cfg", attn_mod._CONFIGS, ids=_cfg_id)
+def test_every_config_handles_ragged_ends(cfg, monkeypatch):
+    """Each config forced: full BLOCK_M blocks, then TAIL-row programs for T_q % BLOCK_M rows and
+    TAIL-key steps for T_k % BLOCK_N keys; every row of a poisoned out written, none past T_q."""
+    _force_config(monkeypatch, cfg)
+    for B, H, T_q, T_k in RAGGED:
+        q = rand(B, H, T_q, 64, dtype=torch.float16)
+        k, v = (rand(B, H, T_k, 64, dtype=torch.float16) for _ in range(2))
+        # out is rows [0, T_q) of a taller poisoned buffer: nothing may land in the rows after
+        buf = poisoned((B, H, T_q + 24, 64), torch.float16, DEVICE)
+        attention(q, k, v, out=buf[:, :, :T_q])
+        check(buf[:, :, :T_q], reference(q, k, v), torch.float16)
+        assert torch.isnan(buf[:, :, T_q:]).all(), f"wrote past T_q={T_q}"
 
 
 @pytest.mark.parametrize("d", [8, 20])
@@ -234,6 +267,20 @@ def test_gpu_fp32_tf32_and_large_logits():
     q, k, v = q.to(torch.bfloat16) * 30, k.to(torch.bfloat16) * 30, v.to(torch.bfloat16)
     out = attention(q, k, v, out=poisoned(q.shape, q.dtype, DEVICE))
     check(out, reference(q, k, v), torch.bfloat16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", attn_mod._CONFIGS, ids=_cfg_id)
+def test_gpu_every_config_handles_ragged_ends(cfg, monkeypatch):
+    """As test_every_config_handles_ragged_ends, in bf16 on the GPU (wgmma for full blocks, mma
+    for the 16-row tail programs), at the ViT-B/16 shape and at T = 577 (ViT-B/16 at 384 px)."""
+    _force_config(monkeypatch, cfg)
+    for B, H, T in [(4, 12, 197), (2, 3, 577), (2, 3, 5)]:
+        _, q, k, v = fused_qkv(B, T, H, 64, torch.bfloat16)
+        buf = poisoned((B, T + 24, H, 64), torch.bfloat16, DEVICE)
+        attention(q, k, v, out=buf[:, :T].permute(0, 2, 1, 3))
+        check(buf[:, :T].permute(0, 2, 1, 3), reference(q, k, v), torch.bfloat16)
+        assert torch.isnan(buf[:, T:]).all(), f"wrote past T={T}"
 
 
 @pytest.mark.gpu

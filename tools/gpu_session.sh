@@ -11,7 +11,7 @@
 #                          FLAGS (joined by +): tma|pointer (VITBENCH_MATMUL), nocls (--no-cls-only),
 #                          eager (VITBENCH_TUNE_GRAPH_BELOW_MS=0), pdl (VITBENCH_PDL=1),
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
-#                          lnfold (VITBENCH_LN_FOLD=1),
+#                          lnfold (VITBENCH_LN_FOLD=1), attnpad (VITBENCH_ATTN_TAIL=0),
 #                          b=1.8 (batches, '.'-separated);
 #                          with flags: providers triton + hf-sdpa
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
@@ -57,7 +57,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   local dir="$RES/$(echo "$s" | tr ':+@' '---')"; mkdir -p "$dir"
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
-    tests)
+    tests)  # env TEST_FILES: only those files (default: every file that holds gpu tests)
       timeout "$(lim 150)" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
         --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
       # only the files that hold gpu tests (the others import plotly/selenium, absent there)
@@ -66,10 +66,10 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       # SIGINT when time runs out: pytest then stops, names the failures so far (-rfE) and still
       # writes the junit xml (with SIGTERM, on 2026-11-27, 4 failures went unnamed)
       VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
-        $(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py) \
+        ${TEST_FILES:-$(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py)} \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, b=1.8
-      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" batches=1,8,32,128,256
+      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" batches=1,8,32,128,256
       [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
       for f in ${flag//+/ }; do
         case $f in
@@ -80,12 +80,13 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
           warm) cold=0 ;;  # small configs autotuned without the L2 flush (VITBENCH_TUNE_COLD=0)
           nosplitk) splitk=0 ;;  # split-K configs not autotuned (VITBENCH_SPLIT_K=0)
           lnfold) lnfold=1 ;;  # layernorms folded into the GEMMs (VITBENCH_LN_FOLD=1)
+          attnpad) attnpad=1 ;;  # attention's ragged ends padded to full blocks (VITBENCH_ATTN_TAIL=0)
           b=*) batches=${f#b=} ;;
         esac
       done
       # a flagged run is an A/B against the default: the triton row and the HF SDPA baseline only
       [ -n "$flag" ] && extra+=(--providers triton,hf-sdpa)
-      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=1} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
+      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=1} ${attnpad:+VITBENCH_ATTN_TAIL=0} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
         --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
       local cfg=()

@@ -16,23 +16,16 @@ import os
 os.environ["TRITON_INTERPRET"] = "0"  # before vitbench is imported: real (GPU) configs
 
 import argparse  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
+import sys  # noqa: E402
 
 import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _sm90  # noqa: E402
 
 import vitbench  # noqa: E402,F401
 from vitbench.kernels import matmul_tma as T  # noqa: E402
 
-PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-CUOBJDUMP = os.path.join(os.path.dirname(PTXAS), "cuobjdump")
-# SASS opcode classes counted (static instruction counts, whole kernel): the epilogue's math
-# runs on the FP32 pipe (FFMA/FMUL/FADD/FMNMX/FSEL...) and the MUFU (ex2, rcp).
-SASS_CLASSES = {"fp32": re.compile(r"^F(FMA|MUL|ADD|MNMX|SEL|SETP|CHK)"), "mufu": re.compile(r"^MUFU"),
-                "wgmma": re.compile(r"^HGMMA")}
 ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # multiples of 8 (16 B)
 
 
@@ -47,34 +40,7 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
            else "fp32" if n == "ln_eps" else "i32" for n in fn.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in ALIGNED}
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                       target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
-    ptx = k.asm["ptx"]
-    with tempfile.TemporaryDirectory() as d:
-        src = os.path.join(d, "k.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        info = subprocess.run([PTXAS, "-arch=sm_90a", "-v", src, "-o", os.path.join(d, "k.cubin")],
-                              capture_output=True, text=True, check=True).stderr
-        sass = subprocess.run([CUOBJDUMP, "-sass", os.path.join(d, "k.cubin")],
-                              capture_output=True, text=True, check=True).stdout
-    regs = re.search(r"Used (\d+) registers", info)
-    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
-    tma_store = ptx.count("cp.async.bulk.tensor.2d.global.shared")
-    ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass)
-    counts = {k: sum(1 for o in ops if rx.match(o)) for k, rx in SASS_CLASSES.items()}
-    return {
-        "sass": len(ops), **{f"sass_{k}": v for k, v in counts.items()},
-        "wgmma": ptx.count("wgmma.mma_async"),
-        "tma_load": ptx.count("cp.async.bulk.tensor") - tma_store,
-        "tma_store": tma_store,
-        "regs": int(regs.group(1)) if regs else -1,
-        "spill_st": int(spill.group(1)) if spill else -1,
-        "spill_ld": int(spill.group(2)) if spill else -1,
-        "smem": k.metadata.shared,
-        "warp_specialized": "setmaxnreg" in ptx,
-    }
+    return _sm90.build(fn, sig, consts, attrs, cfg.num_warps, cfg.num_stages)
 
 
 def main() -> None:

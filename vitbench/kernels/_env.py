@@ -1,4 +1,5 @@
-"""On/off settings read from the environment (VITBENCH_PDL, VITBENCH_TUNE_COLD, VITBENCH_SPLIT_K)."""
+"""On/off settings read from the environment (VITBENCH_PDL, VITBENCH_TUNE_COLD, VITBENCH_SPLIT_K,
+VITBENCH_ATTN_TAIL)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,12 @@ Per (batch, head), with T_q query rows, T_k keys and head dim d:
   bytes: read q, k, v once from HBM, write out once          = (2*T_q + 2*T_k)*d*itemsize
 (k/v blocks are re-read by every query block of the head, but those re-reads hit L2: the grid's
 fastest axis is the query block, so the programs sharing one head's k/v run side by side.)
-Grid: (cdiv(T_q, BLOCK_M), H, B), i.e. (query blocks, B*H) with B*H split over two axes so that
-neither passes CUDA's 65535 limit on grid axes 1 and 2.
+Grid: (query blocks, H, B), B*H split over two axes so that neither passes CUDA's 65535 limit on
+grid axes 1 and 2. Ragged ends are not padded to a full block: the T_q % BLOCK_M query rows left
+after the full blocks go to 16-row programs and the T_k % BLOCK_N keys left to 16-key steps
+(tl.dot's smallest shapes). At ViT-B/16's T = 197 with 64 x 64 blocks that is 208 x 208 scores
+computed per head instead of 256 x 256 (the exps and both dots scale with it).
+VITBENCH_ATTN_TAIL=0 pads them to full blocks instead, for A/B runs.
 
 Layout: q, k, v and out are [B, H, T, d] tensors with ANY strides whose last dim is contiguous,
 e.g. views of one fused QKV projection buffer `qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)`
@@ -38,6 +42,7 @@ from vitbench.kernels._common import (
     autotune, check_int32_offsets, check_out, check_precision, check_same_dtype, check_tensor,
     overlaps,
 )
+from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import tf32_operand
 
@@ -48,8 +53,8 @@ _CONFIGS = [
     # First: small blocks, the config the interpreter runs (fast on CPU, and exercises several
     # key blocks + a ragged tail even at T=50).
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1),
-    # H100 candidates. ViT-B/16 (T=197, d=64): BLOCK_M=64 wastes 23% of the last query block,
-    # 128 wastes 35%; BLOCK_N=32 leaves 27 masked keys in the tail block, 64 leaves 59.
+    # H100 candidates. ViT-B/16 (T=197, d=64): 5 rows and 5 keys past the last full block of 64
+    # (69 past 128), done in 16-row programs and 16-key steps (TAIL).
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
@@ -59,6 +64,15 @@ _CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
 ]
+# Ragged ends (T % BLOCK_M query rows, T % BLOCK_N keys) are done in steps of 16, tl.dot's
+# smallest M, N and K, rather than in one more full block: every config's blocks are >= 16.
+TAIL = 16
+ATTN_TAIL_ENV = "VITBENCH_ATTN_TAIL"  # 0: one more full block for each ragged end (A/B runs)
+
+
+def attn_tail_setting() -> bool:
+    """VITBENCH_ATTN_TAIL as a bool: "0" -> False; unset, "" or "1" -> True; else VitbenchError."""
+    return env_flag(ATTN_TAIL_ENV, "16-row / 16-key steps for the ragged ends", default=True)
 SMEM_BUDGET = 200 * 1024  # bytes; an H100 SM has 228 KiB of shared memory
 
 
@@ -134,6 +148,74 @@ def _attend_block(
     return acc, l_i, m_new
 
 
+@triton.jit
+def _attend_rows(
+    q_base, k_base, v_base, o_base,  # this (batch, head)'s q, k, v, out
+    row0,  # first query row of this program
+    stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
+    T_q, T_k, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    ROWS: tl.constexpr,  # query rows of this program: BLOCK_M, or TAIL_M for the ragged end
+    MASK_M: tl.constexpr,  # rows past T_q exist in this block (the ragged end only)
+    BLOCK_N: tl.constexpr,  # keys per step of the main loop
+    TAIL_N: tl.constexpr,  # keys per step over the T_k % BLOCK_N ragged keys
+):
+    MASK_D: tl.constexpr = BLOCK_D != HEAD_DIM
+    offs_m = row0 + tl.arange(0, ROWS)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < T_q
+    d_ok = offs_d < HEAD_DIM
+
+    # read q block once: ROWS*d*itemsize bytes; padded rows/cols read as 0
+    q_ptrs = q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
+    q = _load_tile(q_ptrs, m_ok, d_ok, MASK_M, MASK_D)
+    q = tf32_operand(q, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 once, reused per block
+
+    m_i = tl.full([ROWS], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([ROWS], dtype=tl.float32)
+    acc = tl.zeros([ROWS, BLOCK_D], dtype=tl.float32)
+
+    # full key blocks: no key mask, so the loop body is branch-free and pipelines (num_stages).
+    # int32 offsets within the head, not [BLOCK_N, BLOCK_D] pointer tensors carried through the
+    # loop: 64-bit pointers per element cost two registers each and made the kernel spill
+    offs_n = tl.arange(0, BLOCK_N)
+    k_offs = offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    v_offs = offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    n_full = (T_k // BLOCK_N) * BLOCK_N
+    for start_n in range(0, n_full, BLOCK_N):
+        acc, l_i, m_i = _attend_block(
+            acc, l_i, m_i, q, k_base + start_n * stride_kt + k_offs, v_base + start_n * stride_vt + v_offs,
+            offs_n, d_ok, qk_scale, False, MASK_D, DOT_PRECISION,
+        )
+    # ragged keys (T_k % BLOCK_N) in TAIL_N-wide steps, the missing ones masked: at T = 197 and
+    # BLOCK_N = 64 one step of 16 keys (11 masked) instead of a block of 64 (59 masked)
+    offs_t = tl.arange(0, TAIL_N)
+    kt_offs = offs_t[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    vt_offs = offs_t[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    if TAIL_N == BLOCK_N:  # at most one step: an `if`, not a loop (fewer registers)
+        if n_full < T_k:
+            acc, l_i, m_i = _attend_block(
+                acc, l_i, m_i, q, k_base + n_full * stride_kt + kt_offs, v_base + n_full * stride_vt + vt_offs,
+                n_full + offs_t < T_k, d_ok, qk_scale, True, MASK_D, DOT_PRECISION,
+            )
+    else:
+        for start_n in range(n_full, T_k, TAIL_N):
+            acc, l_i, m_i = _attend_block(
+                acc, l_i, m_i, q, k_base + start_n * stride_kt + kt_offs, v_base + start_n * stride_vt + vt_offs,
+                start_n + offs_t < T_k, d_ok, qk_scale, True, MASK_D, DOT_PRECISION,
+            )
+
+    # l_i >= 1 for every row (the max key contributes exp2(0) = 1): no division by 0
+    out = acc / l_i[:, None]
+    # write out: ROWS*d*itemsize bytes, only real rows and columns
+    o_ptrs = o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
+    val = out.to(o_base.dtype.element_ty)
+    if MASK_M or MASK_D:
+        tl.store(o_ptrs, val, mask=m_ok[:, None] & d_ok[None, :])
+    else:
+        tl.store(o_ptrs, val)
+
+
 @autotune(
     configs=_CONFIGS,
     key=["T_q", "T_k", "HEAD_DIM", "DOT_PRECISION"],
@@ -155,6 +237,8 @@ def _attention_kernel(
     HEAD_DIM: tl.constexpr,  # d, the real head dim
     BLOCK_D: tl.constexpr,  # d padded to a power of 2 (>= 16, tl.dot's minimum)
     DOT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
+    TAIL_M: tl.constexpr,  # query rows of a ragged-end program (<= BLOCK_M; 0: BLOCK_M)
+    TAIL_N: tl.constexpr,  # keys per step over the ragged keys (<= BLOCK_N; 0: BLOCK_N)
     BLOCK_M: tl.constexpr,  # query rows per program (autotuned)
     BLOCK_N: tl.constexpr,  # keys per inner step (autotuned)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
@@ -163,54 +247,40 @@ def _attention_kernel(
     pid_m = tl.program_id(0)  # query block: fastest axis, so one head's blocks share k/v in L2
     pid_h = tl.program_id(1)  # head
     pid_b = tl.program_id(2).to(tl.int64)  # batch (int64: B * stride_b may pass 2^31)
-    MASK_D: tl.constexpr = BLOCK_D != HEAD_DIM
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < T_q
-    d_ok = offs_d < HEAD_DIM
-
     q_base = q_ptr + pid_b * stride_qb + pid_h * stride_qh
     k_base = k_ptr + pid_b * stride_kb + pid_h * stride_kh
     v_base = v_ptr + pid_b * stride_vb + pid_h * stride_vh
     o_base = o_ptr + pid_b * stride_ob + pid_h * stride_oh
-
-    # read q block once: BLOCK_M*d*itemsize bytes; padded rows/cols read as 0
-    q_ptrs = q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
-    q = _load_tile(q_ptrs, m_ok, d_ok, True, MASK_D)
-    q = tf32_operand(q, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 once, reused per block
-
-    # int32 offsets within the head, not [BLOCK_N, BLOCK_D] pointer tensors carried through the
-    # loop: 64-bit pointers per element cost two registers each and made the kernel spill
-    k_offs = offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-    v_offs = offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
-
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-
-    # full key blocks: no key mask, so the loop body is branch-free and pipelines (num_stages)
-    n_full = (T_k // BLOCK_N) * BLOCK_N
-    for start_n in range(0, n_full, BLOCK_N):
-        acc, l_i, m_i = _attend_block(
-            acc, l_i, m_i, q, k_base + start_n * stride_kt + k_offs, v_base + start_n * stride_vt + v_offs,
-            offs_n, d_ok, qk_scale, False, MASK_D, DOT_PRECISION,
+    # Programs 0 .. n_full_m-1 own BLOCK_M rows each, unmasked; the T_q % BLOCK_M rows left go
+    # to programs of TAIL_M rows (grid: _grid_m). At T = 197 and BLOCK_M = 64: 3 blocks of 64 and
+    # one of 16 rows (5 real) instead of a 4th block of 64 (59 padded rows of q k^T and p v).
+    KEYS_T: tl.constexpr = BLOCK_N if TAIL_N == 0 else TAIL_N
+    if TAIL_M == 0:  # (VITBENCH_ATTN_TAIL=0) every program BLOCK_M rows, the last one masked
+        _attend_rows(
+            q_base, k_base, v_base, o_base, pid_m * BLOCK_M,
+            stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
+            T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, True, BLOCK_N, KEYS_T,
         )
-    # ragged last block (T_k % BLOCK_N keys): mask the missing keys
-    if n_full < T_k:
-        n_ok = n_full + offs_n < T_k
-        acc, l_i, m_i = _attend_block(
-            acc, l_i, m_i, q, k_base + n_full * stride_kt + k_offs, v_base + n_full * stride_vt + v_offs,
-            n_ok, d_ok, qk_scale, True, MASK_D, DOT_PRECISION,
-        )
+    else:
+        n_full_m = T_q // BLOCK_M
+        if pid_m < n_full_m:
+            _attend_rows(
+                q_base, k_base, v_base, o_base, pid_m * BLOCK_M,
+                stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
+                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, False, BLOCK_N, KEYS_T,
+            )
+        else:
+            _attend_rows(
+                q_base, k_base, v_base, o_base, n_full_m * BLOCK_M + (pid_m - n_full_m) * TAIL_M,
+                stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
+                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, TAIL_M, True, BLOCK_N, KEYS_T,
+            )
 
-    # l_i >= 1 for every row (the max key contributes exp2(0) = 1): no division by 0
-    out = acc / l_i[:, None]
-    # write out: BLOCK_M*d*itemsize bytes, only real rows and columns
-    o_ptrs = o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
-    o_mask = m_ok[:, None] & d_ok[None, :]
-    tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=o_mask)
+
+def _grid_m(T_q: int, block_m: int, tail_m: int) -> int:
+    """Programs along the query rows: full BLOCK_M blocks, then TAIL_M-row ones for the rest
+    (TAIL_M = 0: BLOCK_M-row ones)."""
+    return T_q // block_m + triton.cdiv(T_q % block_m, tail_m or block_m)
 
 
 def attention_cost(B: int, H: int, T: int, d: int, itemsize: int) -> tuple[int, int]:
@@ -290,7 +360,11 @@ def attention(
         check_int32_offsets(name, t, from_dim=1)  # the batch term is int64 in the kernel
     dst = torch.empty_like(out) if out.data_ptr() == q.data_ptr() else out
 
-    grid = lambda meta: (triton.cdiv(T_q, meta["BLOCK_M"]), H, B)  # noqa: E731
+    try:
+        tail = TAIL if attn_tail_setting() else 0
+    except VitbenchError:  # reported by the CLI at start (vitbench.cli); here: the default
+        tail = TAIL
+    grid = lambda meta: (_grid_m(T_q, meta["BLOCK_M"], tail), H, B)  # noqa: E731
     _attention_kernel[grid](
         q, k, v, dst,
         *q.stride(), *k.stride(), *v.stride(), *dst.stride(),
@@ -298,6 +372,8 @@ def attention(
         HEAD_DIM=d,
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         DOT_PRECISION=dot_precision,
+        TAIL_M=tail,
+        TAIL_N=tail,
         **launch_opts(),
     )
     if dst is not out:
