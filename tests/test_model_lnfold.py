@@ -1,4 +1,5 @@
-"""The Triton ViT with folded layernorms (VITBENCH_LN_FOLD=1, kernels/_lnfold.py) gives HF's answers.
+"""The Triton ViT with folded layernorms (VITBENCH_LN_FOLD=1, kernels/_lnfold.py) gives HF's answers;
+the default (auto) folds in small forwards only; 0 never folds.
 
 Same criteria as test_model_numerics: fp32 rel err <= 1e-4 against HF; fp16 error no worse than
 1.5x HF's own fp16 error. GPU: ViT-B/16 in fp16 and bf16.
@@ -11,7 +12,8 @@ import torch
 
 from tests.test_model_numerics import _cfg, _fp16_check, _hf_outputs, _pixels
 from vitbench._backend import DEVICE
-from vitbench.model import checkpoints
+from vitbench.kernels import _lnfold as lnfold
+from vitbench.model import checkpoints, modules
 from vitbench.model.configs import hf_config
 from vitbench.model.modules import TritonViT
 from vitbench.numerics import rel_err
@@ -82,10 +84,39 @@ def test_folded_weights_follow_a_dtype_change():
     assert set(tri.state_dict()) == set(TritonViT(ckpt.spec, ckpt.local).state_dict())  # unchanged
 
 
-def test_off_by_default(monkeypatch):
-    monkeypatch.delenv("VITBENCH_LN_FOLD")
-    ckpt = checkpoints.random_weights(hf_config("vit-tiny-test"), seed=2)
-    assert not TritonViT(ckpt.spec, ckpt.local).fold
+def _layernorm_calls(monkeypatch, tri, x) -> int:
+    """How many layernorm launches one forward of `tri` on `x` makes."""
+    calls = []
+    real = modules.layernorm
+    monkeypatch.setattr(modules, "layernorm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.inference_mode():
+        tri(x)
+    return len(calls)
+
+
+@pytest.mark.parametrize("mode,small,large", [
+    (None, 2, 7),  # auto (the default): folded at <= LN_FOLD_AUTO_ROWS rows only
+    ("auto", 2, 7),
+    ("1", 2, 2),  # always: layer 0's ln1 and the final norm are all that is left
+    ("0", 7, 7),  # never
+])
+def test_fold_mode_decides_per_forward_rows(monkeypatch, mode, small, large):
+    if mode is None:
+        monkeypatch.delenv("VITBENCH_LN_FOLD")
+    else:
+        monkeypatch.setenv("VITBENCH_LN_FOLD", mode)
+    ckpt = checkpoints.random_weights(_cfg(num_hidden_layers=3), seed=4)
+    tri = TritonViT(ckpt.spec, ckpt.local).to(device=DEVICE, dtype=torch.float16)
+    T = ckpt.spec.tokens
+    monkeypatch.setattr(lnfold, "LN_FOLD_AUTO_ROWS", 2 * T)  # 2 images fold, 3 do not
+    assert _layernorm_calls(monkeypatch, tri, _pixels(2, ckpt.spec, torch.float16)) == small
+    assert _layernorm_calls(monkeypatch, tri, _pixels(3, ckpt.spec, torch.float16)) == large
+
+
+def test_unfolded_fp16_error_within_hf_own(monkeypatch):
+    """The default fp16 checks (test_model_numerics) fold at their small batches: here unfolded."""
+    monkeypatch.setenv("VITBENCH_LN_FOLD", "0")
+    _fp16_check(_cfg(), B=24)
 
 
 @pytest.mark.gpu

@@ -11,7 +11,7 @@
 #                          FLAGS (joined by +): tma|pointer (VITBENCH_MATMUL), nocls (--no-cls-only),
 #                          eager (VITBENCH_TUNE_GRAPH_BELOW_MS=0), pdl (VITBENCH_PDL=1),
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
-#                          lnfold (VITBENCH_LN_FOLD=1), attnpad (VITBENCH_ATTN_TAIL=0),
+#                          lnfold (VITBENCH_LN_FOLD=1), nofold (=0), attnpad (VITBENCH_ATTN_TAIL=0),
 #                          b=1.8 (batches, '.'-separated);
 #                          with flags: providers triton + hf-sdpa
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
@@ -80,13 +80,14 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
           warm) cold=0 ;;  # small configs autotuned without the L2 flush (VITBENCH_TUNE_COLD=0)
           nosplitk) splitk=0 ;;  # split-K configs not autotuned (VITBENCH_SPLIT_K=0)
           lnfold) lnfold=1 ;;  # layernorms folded into the GEMMs (VITBENCH_LN_FOLD=1)
+          nofold) lnfold=0 ;;  # never folded (VITBENCH_LN_FOLD=0; the default folds at batch 1-2)
           attnpad) attnpad=1 ;;  # attention's ragged ends padded to full blocks (VITBENCH_ATTN_TAIL=0)
           b=*) batches=${f#b=} ;;
         esac
       done
       # a flagged run is an A/B against the default: the triton row and the HF SDPA baseline only
       [ -n "$flag" ] && extra+=(--providers triton,hf-sdpa)
-      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=1} ${attnpad:+VITBENCH_ATTN_TAIL=0} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
+      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
         --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
       local cfg=()

@@ -1,4 +1,5 @@
-"""Layernorm folded into the GEMMs around it (opt-in: VITBENCH_LN_FOLD=1; unmeasured on a GPU).
+"""Layernorm folded into the GEMMs around it (VITBENCH_LN_FOLD: auto, the default, folds in
+forwards of at most LN_FOLD_AUTO_ROWS token rows; 1 always; 0 never).
 
 A pre-norm layer computes LN(h) @ W^T + b with LN(h) = (h - mean) * rstd * gamma + beta. With
 W' = W diag(gamma), colsum[n] = sum_k W'[n, k] and b' = b + W beta, that is
@@ -21,6 +22,7 @@ fp32 loses precision only when |mean| is thousands of times the row's standard d
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -28,15 +30,29 @@ import triton
 import triton.language as tl
 
 from vitbench.errors import VitbenchError
-from vitbench.kernels._env import env_flag
 
 CHUNK = 32  # columns per partial sum; a row's width must be a multiple of it
 LN_FOLD_ENV = "VITBENCH_LN_FOLD"
+LN_FOLD_MODES = ("auto", "1", "0")
+# auto: fold in forwards of at most this many token rows (B*T). ViT-B/16 bf16 on an H100
+# (2026-11-27, docs/performance.md step 8): batch 1 (197 rows) 0.502 ms folded vs 0.521 not;
+# batch 8 (1576 rows) 1.081 vs 1.03, and batches 32-256 slower too (the folded GEMMs lose their
+# warp-specialised configs, and the pointer kernel's row stats cost more than they save).
+LN_FOLD_AUTO_ROWS = 512
 
 
-def ln_fold_setting() -> bool:
-    """VITBENCH_LN_FOLD as a bool: "1" -> True; unset, "" or "0" -> False; else VitbenchError."""
-    return env_flag(LN_FOLD_ENV, "fold each layernorm but the first and the last into the GEMMs")
+def ln_fold_setting() -> str:
+    """VITBENCH_LN_FOLD: "auto" (unset or ""), "1" or "0"; anything else is a VitbenchError."""
+    raw = os.environ.get(LN_FOLD_ENV, "").strip() or "auto"
+    if raw not in LN_FOLD_MODES:
+        raise VitbenchError(f"{LN_FOLD_ENV}={raw!r}: use auto (fold in forwards of at most "
+                            f"{LN_FOLD_AUTO_ROWS} token rows; the default), 1 (always) or 0 (never)")
+    return raw
+
+
+def ln_fold_rows(mode: str, rows: int) -> bool:
+    """Whether a forward of `rows` token rows folds its layernorms under `mode`."""
+    return mode == "1" or (mode == "auto" and rows <= LN_FOLD_AUTO_ROWS)
 
 
 class LNFold(NamedTuple):

@@ -20,9 +20,10 @@ attention runs the CLS query alone against the T keys (4BTA FLOPs, not 4BT^2A), 
 out-projection, ln2, FC1 and FC2 (2BAD + 4BDM) and the final layernorm run on the B CLS rows only,
 read and updated in place through a strided [B, 1, D] view of h. Same launches, minus the pooler.
 Weights live in buffers (module.to(device/dtype) moves them); q/k/v are fused at load time.
-VITBENCH_LN_FOLD=1 (opt-in, kernels/_lnfold.py): ln2, and ln1 from layer 1 on, are folded into
-the FC1 / QKV weights; the out-projection and FC2 store h's row stats as they write it, and the
-folded GEMM normalises in its epilogue: 23 layernorm launches fewer, h never normalised in memory.
+Folded layernorms (kernels/_lnfold.py; VITBENCH_LN_FOLD=auto, the default: forwards of at most
+512 token rows; 1: all; 0: none): ln2, and ln1 from layer 1 on, are folded into the FC1 / QKV
+weights; the out-projection and FC2 store h's row stats as they write it, and the folded GEMM
+normalises in its epilogue: 23 layernorm launches fewer, h never normalised in memory.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import torch
 from torch import nn
 
 from vitbench.kernels import attention, layernorm, matmul, patch_embed
-from vitbench.kernels._lnfold import CHUNK, LNFold, fold_layernorm, ln_fold_setting, row_stats_buffer
+from vitbench.kernels._lnfold import (
+    CHUNK, LNFold, fold_layernorm, ln_fold_rows, ln_fold_setting, row_stats_buffer,
+)
 from vitbench.model.configs import ViTSpec
 
 
@@ -61,9 +64,9 @@ class Embed(nn.Module):
 class Block(nn.Module):
     """Pre-norm encoder layer; updates the residual stream h [B, T, D] in place.
 
-    With `fold` (VITBENCH_LN_FOLD=1, kernels/_lnfold.py) and 16-bit weights: ln2 (and ln1 from
-    layer 1 on) folded into the FC1 (QKV) weights; the out-projection and FC2 store h's row stats
-    for them. The buffers keep the original weights (the state dict is unchanged); the folded ones
+    With `fold` (VITBENCH_LN_FOLD not 0, kernels/_lnfold.py) and 16-bit weights: ln2 (and ln1
+    from layer 1 on) can be folded into the FC1 (QKV) weights; a forward given `stats` uses them,
+    and its out-projection and FC2 store h's row stats for them. The buffers keep the original weights (the state dict is unchanged); the folded ones
     are derived from them whenever the module moves or is cast (`_apply`). fp32 weights are not
     folded: the folded GEMM multiplies the un-centred h, so rounding (TF32 above all) grows with a
     row's |mean| / std (1e-3 more error at mean/std 30 with TF32, interpreter), where 16-bit
@@ -119,7 +122,8 @@ class Block(nn.Module):
         stats on entry (from the previous layer's FC2) and on exit; the second for this layer's."""
         B, T, D = h.shape
         H, d = self.heads, self.head_dim
-        if self.fold_ln1:  # ln1 folded: QKV reads h itself
+        fold_ln1, fold_ln2 = stats is not None and self.fold_ln1, stats is not None and self.fold_ln2
+        if fold_ln1:  # ln1 folded: QKV reads h itself
             w_f, b_f, colsum = self.folded["qkv"]
             qkv = matmul(h, w_f, b_f, precision=precision, ln=LNFold(stats[0], colsum, self.eps))  # [B, T, 3A]
         else:
@@ -132,10 +136,10 @@ class Block(nn.Module):
         ctx = torch.empty(B, Tq, H, d, dtype=h.dtype, device=h.device)  # [B, Tq, H, d] = [B, Tq, A]
         attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision)
         rows = B * Tq
-        mid = stats[1][:rows] if self.fold_ln2 else None  # h's row stats after the out-projection
+        mid = stats[1][:rows] if fold_ln2 else None  # h's row stats after the out-projection
         h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual",
                    residual=h, out=h, precision=precision, row_stats=mid)  # h += attn @ Wo^T + bo
-        if self.fold_ln2:  # ln2 folded: FC1 reads h itself
+        if fold_ln2:  # ln2 folded: FC1 reads h itself
             w_f, b_f, colsum = self.folded["fc1"]
             m = matmul(h, w_f, b_f, epilogue=self.act, precision=precision,
                        ln=LNFold(mid, colsum, self.eps))  # [B, Tq, M]
@@ -155,8 +159,11 @@ class TritonViT(nn.Module):
         super().__init__()
         self.spec, self.precision = spec, precision
         self.embed = Embed(w)
-        # folded layernorms (kernels/_lnfold.py): opt-in, rows of a multiple of 32, 16-bit weights
-        self.fold = ln_fold_setting() and spec.dim % CHUNK == 0
+        # folded layernorms (kernels/_lnfold.py): widths of a multiple of 32, 16-bit weights; the
+        # folded weights are kept beside the originals unless VITBENCH_LN_FOLD=0, and a forward
+        # uses them per its row count (ln_fold_rows)
+        self.fold_mode = ln_fold_setting() if spec.dim % CHUNK == 0 else "0"
+        self.fold = self.fold_mode != "0"
         self.blocks = nn.ModuleList(Block(spec, w, i, fold=self.fold) for i in range(spec.layers))
         self.register_buffer("norm_w", w["norm.weight"].clone())  # [D]
         self.register_buffer("norm_b", w["norm.bias"].clone())  # [D]
@@ -178,7 +185,7 @@ class TritonViT(nn.Module):
         h = self.embed(pixels, prec)  # [B, T, D], residual stream, updated in place
         last = len(self.blocks) - 1
         B, T, D = h.shape
-        folded = any(b.fold_ln2 for b in self.blocks)  # 16-bit weights only (Block)
+        folded = any(b.fold_ln2 for b in self.blocks) and ln_fold_rows(self.fold_mode, B * T)
         stats = (row_stats_buffer(B * T, D, h.device), row_stats_buffer(B * T, D, h.device)) if folded else None
         for i, block in enumerate(self.blocks):
             h = block(h, prec, cls_only=cls_only and i == last, stats=stats)
