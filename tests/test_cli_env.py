@@ -84,3 +84,36 @@ def test_bad_setting_is_one_line_before_any_work(name, value):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{name}='{value}'" in lines[0], proc.stderr
+
+
+def _fake_gpu(monkeypatch, **props):
+    """envinfo on a pretend GPU: torch.cuda answers with `props` (no driver is asked)."""
+    from types import SimpleNamespace
+
+    from vitbench import envinfo
+
+    base = dict(name="NVIDIA H100 80GB HBM3", multi_processor_count=132, total_memory=80 * 2**30,
+                major=9, minor=0)
+    monkeypatch.setattr(envinfo, "HAS_CUDA", True)
+    monkeypatch.setattr(envinfo, "BACKEND", "cuda")
+    monkeypatch.setattr(envinfo.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(envinfo.torch.cuda, "get_device_properties",
+                        lambda i: SimpleNamespace(**base, **props))
+    monkeypatch.setattr(envinfo, "_driver_version", lambda: "580.159.04")
+    return envinfo
+
+
+def test_device_info_names_the_physical_gpu(monkeypatch):
+    """Side-by-side runs on one host differ by a few percent: the record says which GPU ran."""
+    envinfo = _fake_gpu(monkeypatch, uuid="GPU-1234", pci_domain_id=0, pci_bus_id=0x1B, pci_device_id=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    info = envinfo.device_info()
+    assert (info.uuid, info.pci_bus, info.visible_devices) == ("GPU-1234", "00000000:1B:00", "3")
+    assert info.sm_count == 132 and info.compute_capability == "9.0"
+
+
+def test_device_info_without_pci_or_uuid_attributes(monkeypatch):
+    envinfo = _fake_gpu(monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    info = envinfo.device_info()
+    assert (info.uuid, info.pci_bus, info.visible_devices) == (None, None, None)

@@ -54,7 +54,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   local s=$1 t; t=$(left)
   [ "$t" -gt 20 ] || { echo "skip $s: out of time"; return; }
   IFS=: read -r kind arg flag <<<"$s"
-  local dir="$RES/$(echo "$s" | tr ':+@' '---')"; mkdir -p "$dir"
+  local dir="$RES/$(echo "$s" | tr ':+@/,' '-----')"; mkdir -p "$dir"
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
     tests)  # env TEST_FILES: only those files (default: the timer checks, then every file with gpu tests)

@@ -22,6 +22,10 @@ class DeviceInfo:
     compute_capability: str | None
     driver: str | None
     cuda: str | None
+    # Which physical GPU of the host (runs side by side on one host differ by a few percent):
+    uuid: str | None = None
+    pci_bus: str | None = None  # domain:bus:device, as nvidia-smi prints it
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES, when set
 
 
 def _pkg_version(name: str) -> str | None:
@@ -46,6 +50,10 @@ def device_info() -> DeviceInfo:
     if not HAS_CUDA or BACKEND == "interpreter":
         return DeviceInfo(BACKEND, "cpu (Triton interpreter)", None, None, None, None, None)
     p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    try:  # attributes of newer torch builds; a record, never a reason to fail
+        pci = f"{int(p.pci_domain_id):08X}:{int(p.pci_bus_id):02X}:{int(p.pci_device_id):02X}"
+    except (AttributeError, TypeError, ValueError):
+        pci = None
     return DeviceInfo(
         backend=BACKEND,
         name=p.name,
@@ -54,6 +62,9 @@ def device_info() -> DeviceInfo:
         compute_capability=f"{p.major}.{p.minor}",
         driver=_driver_version(),
         cuda=torch.version.cuda,
+        uuid=str(p.uuid) if getattr(p, "uuid", None) else None,
+        pci_bus=pci,
+        visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
     )
 
 

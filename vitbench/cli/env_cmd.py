@@ -31,6 +31,8 @@ def env(
         table.add_row("memory", f"{dev['memory_gib']} GiB")
         table.add_row("compute capability", dev["compute_capability"])
         table.add_row("driver / CUDA", f"{dev['driver']} / {dev['cuda']}")
+        table.add_row("GPU", f"{dev['pci_bus'] or '?'} ({dev['uuid'] or 'no uuid'})"
+                      + (f", CUDA_VISIBLE_DEVICES={dev['visible_devices']}" if dev["visible_devices"] else ""))
     table.add_row("backend", dev["backend"])
     for name, ver in info["versions"].items():
         table.add_row(name, str(ver))
