@@ -105,10 +105,11 @@ def _fake_gpu(monkeypatch, **props):
 
 def test_device_info_names_the_physical_gpu(monkeypatch):
     """Side-by-side runs on one host differ by a few percent: the record says which GPU ran."""
-    envinfo = _fake_gpu(monkeypatch, uuid="GPU-1234", pci_domain_id=0, pci_bus_id=0x1B, pci_device_id=0)
+    envinfo = _fake_gpu(monkeypatch, uuid="5d8a-1234", pci_domain_id=0, pci_bus_id=0x1B, pci_device_id=0)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     info = envinfo.device_info()
-    assert (info.uuid, info.pci_bus, info.visible_devices) == ("GPU-1234", "00000000:1B:00", "3")
+    # as nvidia-smi -L and nvidia-smi --query-gpu=pci.bus_id print them
+    assert (info.uuid, info.pci_bus, info.visible_devices) == ("GPU-5d8a-1234", "00000000:1B:00.0", "3")
     assert info.sm_count == 132 and info.compute_capability == "9.0"
 
 

@@ -79,24 +79,38 @@ def _force_config(monkeypatch, cfg) -> None:
     monkeypatch.setattr(attn_mod, "_attention_kernel", _FixedConfig(kernel.fn, cfg))
 
 
-# (B, H, T_q, T_k): ragged query and key ends against every block size, T_q < every BLOCK_M
-# (tail programs only), T_q = a multiple of every block (no tail), and T_q != T_k
-RAGGED = [(1, 2, 197, 197), (2, 1, 50, 50), (1, 1, 5, 77), (1, 1, 256, 256), (1, 1, 130, 19)]
+# (B, H, T_q, T_k, d): ragged query and key ends against every block size, T_q < every BLOCK_M
+# (tail programs only), T_q = a multiple of every block (no tail), T_q != T_k, T_k < 16, and a
+# head dim padded in registers (80 -> 128)
+RAGGED = [(1, 2, 197, 197, 64), (2, 1, 50, 50, 64), (1, 1, 5, 77, 64), (1, 1, 256, 256, 64),
+          (1, 1, 130, 19, 64), (1, 1, 37, 5, 64), (1, 1, 41, 23, 80)]
+# The interpreter runs a config's blocks only (not its warps or stages): one config per block pair
+CPU_CONFIGS = list({(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]): c for c in attn_mod._CONFIGS}.values())
 
 
-@pytest.mark.parametrize("cfg", attn_mod._CONFIGS, ids=_cfg_id)
-def test_every_config_handles_ragged_ends(cfg, monkeypatch):
+@pytest.mark.parametrize("tail", ["1", "0"], ids=["tail", "padded"])
+@pytest.mark.parametrize("cfg", CPU_CONFIGS, ids=_cfg_id)
+def test_every_config_handles_ragged_ends(cfg, tail, monkeypatch):
     """Each config forced: full BLOCK_M blocks, then TAIL-row programs for T_q % BLOCK_M rows and
-    TAIL-key steps for T_k % BLOCK_N keys; every row of a poisoned out written, none past T_q."""
+    TAIL-key steps for T_k % BLOCK_N keys (VITBENCH_ATTN_TAIL=0: one more padded block each);
+    every row of a poisoned out written, none past T_q."""
     _force_config(monkeypatch, cfg)
-    for B, H, T_q, T_k in RAGGED:
-        q = rand(B, H, T_q, 64, dtype=torch.float16)
-        k, v = (rand(B, H, T_k, 64, dtype=torch.float16) for _ in range(2))
+    monkeypatch.setenv("VITBENCH_ATTN_TAIL", tail)
+    for B, H, T_q, T_k, d in RAGGED:
+        q = rand(B, H, T_q, d, dtype=torch.float16)
+        k, v = (rand(B, H, T_k, d, dtype=torch.float16) for _ in range(2))
         # out is rows [0, T_q) of a taller poisoned buffer: nothing may land in the rows after
-        buf = poisoned((B, H, T_q + 24, 64), torch.float16, DEVICE)
+        buf = poisoned((B, H, T_q + 24, d), torch.float16, DEVICE)
         attention(q, k, v, out=buf[:, :, :T_q])
         check(buf[:, :, :T_q], reference(q, k, v), torch.float16)
         assert torch.isnan(buf[:, :, T_q:]).all(), f"wrote past T_q={T_q}"
+
+
+def test_bad_tail_setting_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("VITBENCH_ATTN_TAIL", "off")
+    q = rand(1, 1, 20, 16)
+    with pytest.raises(VitbenchError, match="VITBENCH_ATTN_TAIL"):
+        attention(q, q, q)
 
 
 @pytest.mark.parametrize("d", [8, 20])

@@ -68,7 +68,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         ${TEST_FILES:-$(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py)} \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
-    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, b=1.8
+    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, b=1.8
       local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" batches=1,8,32,128,256
       [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
       for f in ${flag//+/ }; do

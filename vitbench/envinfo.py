@@ -23,8 +23,8 @@ class DeviceInfo:
     driver: str | None
     cuda: str | None
     # Which physical GPU of the host (runs side by side on one host differ by a few percent):
-    uuid: str | None = None
-    pci_bus: str | None = None  # domain:bus:device, as nvidia-smi prints it
+    uuid: str | None = None  # "GPU-<uuid>", as nvidia-smi -L prints it
+    pci_bus: str | None = None  # domain:bus:device.function, as nvidia-smi prints it
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES, when set
 
 
@@ -46,12 +46,20 @@ def _driver_version() -> str | None:
         return None
 
 
+def _gpu_uuid(raw: object) -> str | None:
+    """torch's device uuid as nvidia-smi names it ("GPU-" + the uuid)."""
+    if not raw:
+        return None
+    text = str(raw)
+    return text if text.startswith("GPU-") else "GPU-" + text
+
+
 def device_info() -> DeviceInfo:
     if not HAS_CUDA or BACKEND == "interpreter":
         return DeviceInfo(BACKEND, "cpu (Triton interpreter)", None, None, None, None, None)
     p = torch.cuda.get_device_properties(torch.cuda.current_device())
     try:  # attributes of newer torch builds; a record, never a reason to fail
-        pci = f"{int(p.pci_domain_id):08X}:{int(p.pci_bus_id):02X}:{int(p.pci_device_id):02X}"
+        pci = f"{int(p.pci_domain_id):08X}:{int(p.pci_bus_id):02X}:{int(p.pci_device_id):02X}.0"
     except (AttributeError, TypeError, ValueError):
         pci = None
     return DeviceInfo(
@@ -62,7 +70,7 @@ def device_info() -> DeviceInfo:
         compute_capability=f"{p.major}.{p.minor}",
         driver=_driver_version(),
         cuda=torch.version.cuda,
-        uuid=str(p.uuid) if getattr(p, "uuid", None) else None,
+        uuid=_gpu_uuid(getattr(p, "uuid", None)),
         pci_bus=pci,
         visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
     )

@@ -1,9 +1,10 @@
 """Fused multi-head attention: out = softmax(scale * q k^T) v, flash-attention style.
 
-One program owns BLOCK_M query rows of one (batch, head). It keeps those rows of q in registers,
-walks the keys in blocks of BLOCK_N and keeps an online softmax: a running row max `m`, a running
-row sum `l` and an fp32 accumulator `acc` [BLOCK_M, d], rescaled by exp2(m_old - m_new) whenever
-the max grows. The T x T score matrix never leaves registers.
+One program owns BLOCK_M query rows of one (batch, head) (a ragged-end program: 16 rows, see Grid).
+It keeps those rows of q in registers, walks the keys in blocks of BLOCK_N (then the ragged keys in
+steps of 16) and keeps an online softmax: a running row max `m`, a running row sum `l` and an fp32
+accumulator `acc` [rows, d], rescaled by exp2(m_old - m_new) whenever the max grows. The T x T
+score matrix never leaves registers.
 
 Per (batch, head), with T_q query rows, T_k keys and head dim d:
   FLOPs: 2*T_q*T_k*d (q k^T) + 2*T_q*T_k*d (p v)            = 4*T_q*T_k*d
@@ -73,6 +74,8 @@ ATTN_TAIL_ENV = "VITBENCH_ATTN_TAIL"  # 0: one more full block for each ragged e
 def attn_tail_setting() -> bool:
     """VITBENCH_ATTN_TAIL as a bool: "0" -> False; unset, "" or "1" -> True; else VitbenchError."""
     return env_flag(ATTN_TAIL_ENV, "16-row / 16-key steps for the ragged ends", default=True)
+
+
 SMEM_BUDGET = 200 * 1024  # bytes; an H100 SM has 228 KiB of shared memory
 
 
@@ -113,16 +116,16 @@ def _load_tile(ptrs, rows_ok, cols_ok, MASK_ROWS: tl.constexpr, MASK_COLS: tl.co
 
 @triton.jit
 def _attend_block(
-    acc,  # [BLOCK_M, BLOCK_D] fp32 running sum of p v (not yet divided by l)
-    l_i,  # [BLOCK_M] fp32 running softmax denominator
-    m_i,  # [BLOCK_M] fp32 running row max of the scores, in log2 units
-    q,  # [BLOCK_M, BLOCK_D] this program's query rows (input dtype)
-    k_ptrs,  # [BLOCK_N, BLOCK_D] pointers to this key block
-    v_ptrs,  # [BLOCK_N, BLOCK_D] pointers to this value block
-    n_ok,  # [BLOCK_N] which keys of the block exist (used only if MASK_N)
+    acc,  # [rows, BLOCK_D] fp32 running sum of p v (not yet divided by l)
+    l_i,  # [rows] fp32 running softmax denominator
+    m_i,  # [rows] fp32 running row max of the scores, in log2 units
+    q,  # [rows, BLOCK_D] this program's query rows (input dtype); rows = BLOCK_M or TAIL_M
+    k_ptrs,  # [keys, BLOCK_D] pointers to this key block; keys = BLOCK_N or TAIL_N
+    v_ptrs,  # [keys, BLOCK_D] pointers to this value block
+    n_ok,  # [keys] which keys of the block exist (used only if MASK_N)
     d_ok,  # [BLOCK_D] which head-dim columns exist (used only if MASK_D)
     qk_scale,  # scale * log2(e): scores come out in log2 units, so exp2 replaces exp
-    MASK_N: tl.constexpr,  # ragged last key block: mask keys >= T_k
+    MASK_N: tl.constexpr,  # a ragged-key step: mask keys >= T_k
     MASK_D: tl.constexpr,  # head dim padded to BLOCK_D: mask columns >= d
     DOT_PRECISION: tl.constexpr,  # "ieee" (exact fp32) or "tf32"; no effect on fp16/bf16
 ):
@@ -218,7 +221,7 @@ def _attend_rows(
 
 @autotune(
     configs=_CONFIGS,
-    key=["T_q", "T_k", "HEAD_DIM", "DOT_PRECISION"],
+    key=["T_q", "T_k", "HEAD_DIM", "DOT_PRECISION", "TAIL_M"],  # TAIL_M: VITBENCH_ATTN_TAIL
     prune_configs_by={"early_config_prune": _prune_configs},
 )
 @triton.jit
@@ -360,10 +363,7 @@ def attention(
         check_int32_offsets(name, t, from_dim=1)  # the batch term is int64 in the kernel
     dst = torch.empty_like(out) if out.data_ptr() == q.data_ptr() else out
 
-    try:
-        tail = TAIL if attn_tail_setting() else 0
-    except VitbenchError:  # reported by the CLI at start (vitbench.cli); here: the default
-        tail = TAIL
+    tail = TAIL if attn_tail_setting() else 0  # a bad value: VitbenchError (the CLI checks first)
     grid = lambda meta: (_grid_m(T_q, meta["BLOCK_M"], tail), H, B)  # noqa: E731
     _attention_kernel[grid](
         q, k, v, dst,

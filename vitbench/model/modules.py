@@ -66,11 +66,13 @@ class Block(nn.Module):
 
     With `fold` (VITBENCH_LN_FOLD not 0, kernels/_lnfold.py) and 16-bit weights: ln2 (and ln1
     from layer 1 on) can be folded into the FC1 (QKV) weights; a forward given `stats` uses them,
-    and its out-projection and FC2 store h's row stats for them. The buffers keep the original weights (the state dict is unchanged); the folded ones
-    are derived from them whenever the module moves or is cast (`_apply`). fp32 weights are not
-    folded: the folded GEMM multiplies the un-centred h, so rounding (TF32 above all) grows with a
-    row's |mean| / std (1e-3 more error at mean/std 30 with TF32, interpreter), where 16-bit
-    operands are exact in the fp32 accumulator."""
+    and its out-projection and FC2 store h's row stats for them. The buffers keep the original
+    weights (the state dict is unchanged); the folded ones are derived from them whenever the
+    module moves or is cast (`_apply`) and kept beside them: QKV and FC1 weights twice, +58% of
+    ViT-B/16's weight memory (99 MB in bf16). fp32 weights are not folded: the folded GEMM
+    multiplies the un-centred h, so rounding (TF32 above all) grows with a row's |mean| / std
+    (1e-3 more error at mean/std 30 with TF32, interpreter), where 16-bit operands are exact in
+    the fp32 accumulator."""
 
     def __init__(self, spec: ViTSpec, w: dict[str, torch.Tensor], i: int, *, fold: bool = False):
         super().__init__()
@@ -162,7 +164,8 @@ class TritonViT(nn.Module):
         # folded layernorms (kernels/_lnfold.py): widths of a multiple of 32, 16-bit weights; the
         # folded weights are kept beside the originals unless VITBENCH_LN_FOLD=0, and a forward
         # uses them per its row count (ln_fold_rows)
-        self.fold_mode = ln_fold_setting() if spec.dim % CHUNK == 0 else "0"
+        mode = ln_fold_setting()  # a bad value is an error whatever the width
+        self.fold_mode = mode if spec.dim % CHUNK == 0 else "0"
         self.fold = self.fold_mode != "0"
         self.blocks = nn.ModuleList(Block(spec, w, i, fold=self.fold) for i in range(spec.layers))
         self.register_buffer("norm_w", w["norm.weight"].clone())  # [D]
