@@ -219,3 +219,25 @@ def test_scratch_like_is_compact_and_its_own():
     assert s.untyped_storage().nbytes() == 3 * 8 * 4  # not the 3 x 5 x 8 span of the view
     s.fill_(1.0)
     assert h.abs().sum() == 0
+
+
+def _probe_extra_split_configs() -> list:
+    """tools/epilogue_probe.py's EXTRA_SPLIT_CONFIGS (split-K candidates for the next GPU probe)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "epilogue_probe.py"
+    spec = importlib.util.spec_from_file_location("epilogue_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    return probe.EXTRA_SPLIT_CONFIGS
+
+
+@pytest.mark.parametrize("cfg", _probe_extra_split_configs(), ids=lambda c: "x".join(
+    str(c.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K")))
+def test_probe_extra_split_configs_compute_the_same(force_config, cfg):
+    """Forced through the launcher, as the probe launches them: right values (and counters left
+    at 0) on ragged M and N, with K long enough that every one of the shares gets K steps."""
+    force_config(cfg)
+    assert mm.split_k_ok(cfg, 70, 90, 1024)
+    run_case((70, 1024), 90, torch.float16, "residual")

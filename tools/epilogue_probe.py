@@ -10,6 +10,7 @@ F.linear (GEMM + bias), also for fused epilogues.
     python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_erf / gelu_tanh
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
     python tools/epilogue_probe.py --kernel pointer --gemm fc2 --batch 1 --graph
+    python tools/epilogue_probe.py --kernel pointer --extra-splits --gemm fc2 qkv --batch 1 --cold
 --kernel pointer: matmul.py's pointer kernel instead, each of its configs and SPLIT_K_CONFIGS forced
 (those the autotuner would try at the shape: shared memory, split_k_ok), through its launcher.
 --graph: time replays of a CUDA graph (triton's do_bench_cudagraph, L2 not flushed) instead of eager
@@ -73,12 +74,30 @@ def configs(epilogue: str, early: bool, staggers: list[int], per_sm: int | None)
     return out
 
 
-def pointer_configs(M: int, N: int, K: int, itemsize: int) -> list[triton.Config]:
-    """The pointer kernel's configs (and the split-K ones) autotuning would try at this shape."""
+# --extra-splits: split-K candidates the autotuner does not try (yet), for batch-1/8 probes: more
+# programs per GEMM (batch-1 FC2 runs 96 programs at split-K 4 in 12 us, its weights would take
+# 1.6 us at the copy bandwidth; docs/performance.md section 4). split_k_ok still applies (at
+# K = 768 and BLOCK_K = 64 at most 6 shares).
+EXTRA_SPLIT_CONFIGS = [
+    MM.matmul_config(64, 128, 64, 4, 4, split=2),
+    MM.matmul_config(64, 128, 64, 4, 4, split=8),
+    MM.matmul_config(64, 64, 64, 4, 4, split=2),
+    MM.matmul_config(64, 64, 64, 4, 4, split=4),
+    MM.matmul_config(64, 32, 64, 4, 4, split=4),
+    MM.matmul_config(64, 32, 64, 4, 4, split=8),
+    MM.matmul_config(128, 64, 64, 4, 4, split=8),
+    MM.matmul_config(256, 64, 64, 3, 8, split=8),
+]
+
+
+def pointer_configs(M: int, N: int, K: int, itemsize: int, extra: bool = False) -> list[triton.Config]:
+    """The pointer kernel's configs (and the split-K ones) autotuning would try at this shape;
+    with `extra`, EXTRA_SPLIT_CONFIGS too."""
     def fits(c):
         k = c.kwargs
         return c.num_stages * (k["BLOCK_M"] + k["BLOCK_N"]) * k["BLOCK_K"] * itemsize <= MM._SMEM_BYTES
-    return [c for c in MM.GEMM_CONFIGS + MM.SPLIT_K_CONFIGS if fits(c) and MM.split_k_ok(c, M, N, K)]
+    pool = MM.GEMM_CONFIGS + MM.SPLIT_K_CONFIGS + (EXTRA_SPLIT_CONFIGS if extra else [])
+    return [c for c in pool if fits(c) and MM.split_k_ok(c, M, N, K)]
 
 
 def run_pointer(cfg, a, w, b, res, out, epilogue, sms):
@@ -124,6 +143,8 @@ def main() -> int:
                    help="only the configs with this many programs per SM")
     p.add_argument("--kernel", choices=["tma", "pointer"], default="tma",
                    help="which GEMM kernel's configs to force")
+    p.add_argument("--extra-splits", action="store_true",
+                   help="--kernel pointer: also EXTRA_SPLIT_CONFIGS (split-K candidates not autotuned)")
     p.add_argument("--graph", action="store_true",
                    help="time CUDA-graph replays (no L2 flush) instead of eager launches")
     p.add_argument("--cold", action="store_true",
@@ -163,7 +184,7 @@ def main() -> int:
                 if args.kernel == "pointer" and epi == "gelu_erf":
                     continue  # the pointer launcher picks the GELU form by dtype
                 if args.kernel == "pointer":
-                    cands, launch = pointer_configs(M, N, K, a.element_size()), run_pointer
+                    cands, launch = pointer_configs(M, N, K, a.element_size(), args.extra_splits), run_pointer
                 else:
                     cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm)
                              if T.fits(c, a.element_size(), "residual" in epi)]  # else pruned
