@@ -25,6 +25,16 @@ def test_folder_gives_latest_run_per_suite_recursively(tmp_path):
     assert {r.suite for r in runs} == {"kernels", "model"}
 
 
+def test_folder_skips_profile_tables(tmp_path):
+    """`vitbench profile` writes its per-kernel table into the same results folder: not a run."""
+    model = write_run(tmp_path / "h100", "model", run_id="20261127T030000Z-cccc")
+    (tmp_path / "h100" / "profile-vit-base-patch16-224-b1-bf16.csv").write_text(
+        "model,batch,dtype,device,activity,graphs,kernel,calls,total_us\n"
+        "vit-base-patch16-224,1,bf16,NVIDIA H100 80GB HBM3,cuda,False,total,64,476.3\n")
+    (run,) = find_runs([tmp_path])
+    assert run.csv_path == model
+
+
 def test_csv_or_side_file_names_one_run(tmp_path):
     csv = write_run(tmp_path, "kernels")
     meta = csv.with_name(csv.name.replace(".csv", ".meta.json"))

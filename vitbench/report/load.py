@@ -202,15 +202,29 @@ def load_run(csv_path: Path) -> Run:
     return Run(csv_path, suite, run_id, rows, meta, samples, warnings)
 
 
+def _is_result_csv(path: Path) -> bool:
+    """A run's CSV: it has its .meta.json beside it, or a header naming schema_version and run_id.
+    Other CSVs in a results folder (`vitbench profile`'s per-kernel tables) are not runs."""
+    if _side_file(path, ".meta.json").is_file():
+        return True
+    try:
+        with path.open(newline="") as f:
+            header = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"schema_version", "run_id"} <= {c.strip() for c in header.split(",")}
+
+
 def _run_csvs(folder: Path) -> list[Path]:
-    """Result CSVs under folder, recursively; hidden and ``_``-prefixed folders are skipped."""
+    """Result CSVs under folder, recursively; hidden and ``_``-prefixed folders are skipped, and so
+    are CSVs that are not runs (`_is_result_csv`)."""
     found = []
     for path in sorted(folder.rglob("*.csv")):
         parts = path.relative_to(folder).parts[:-1]
         if any(p.startswith((".", "_")) for p in parts):
             continue
         suite, dash, run_id = path.stem.partition("-")  # <suite>-<run_id>.csv
-        if dash and run_id and suite.replace("_", "").isalnum() and suite.islower():
+        if dash and run_id and suite.replace("_", "").isalnum() and suite.islower() and _is_result_csv(path):
             found.append(path)
     return found
 
