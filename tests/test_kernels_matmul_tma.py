@@ -170,14 +170,17 @@ def test_smem_prune():
     split = tma_mod._cfg(128, 256, 64, 3, 8)
     ws = tma_mod._cfg(128, 128, 128, 3, 4, subtile=False, ws=True)
     a = rand(8, 8, dtype=torch.float16)
-    keep = lambda epi: tma_mod.prune_by_smem([big, split, ws], {"a_ptr": a}, EPILOGUE=epi)  # noqa: E731
+    # a shape with whole rounds of tiles only (no tail-split variants): 132 SMs x 256 x 256 tiles
+    args = lambda t: {"a_ptr": t, "M": 128 * 132, "N": 512, "K": 768}  # noqa: E731
+    prune = lambda cfgs, t, epi: tma_mod.prune_by_smem(cfgs, args(t), EPILOGUE=epi, NUM_SMS=132)  # noqa: E731
+    keep = lambda epi: prune([big, split, ws], a, epi)  # noqa: E731
     assert keep("none") == [big, split, ws]
     assert keep("residual") == [split, ws]
-    assert tma_mod.prune_by_smem([big], {"a_ptr": a.float()}, EPILOGUE="none") == [big]  # fallback: last
+    assert prune([big], a.float(), "none") == [big]  # fallback: last
     # two programs per SM: both must fit the SM's 228 KB (112 KB each without a residual, 128 with)
     pair = tma_mod._cfg(128, 128, 64, 3, 4, per_sm=2)
-    assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="none") == [pair, split]
-    assert tma_mod.prune_by_smem([pair, split], {"a_ptr": a}, EPILOGUE="residual") == [split]
+    assert prune([pair, split], a, "none") == [pair, split]
+    assert prune([pair, split], a, "residual") == [split]
     assert not tma_mod.fits(big, 2, residual=True) and tma_mod.fits(big, 2, residual=False)
     assert not tma_mod.fits(pair, 2, residual=True) and tma_mod.fits(pair, 2, residual=False)
 

@@ -22,6 +22,8 @@ fitted form the launcher uses for 16-bit outputs.
 --early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
 the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
 cycles (the second program of each SM starts that much later, so the two run out of phase).
+--tail: also each config's tail-split variant (its last, partial round of tiles summed in shares of
+K; matmul_tma.with_tail_split, tagged "tailN") where it splits at the shape: the A/B of the split.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def tag(cfg: triton.Config) -> str:
                 f" splitk{k['SPLIT_K']}")
     return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
             f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}"
-            f"{' early' if k['RES_EARLY'] else ''}{' stagger' + str(k['STAGGER']) if k['STAGGER'] else ''}")
+            f"{' early' if k['RES_EARLY'] else ''}{' stagger' + str(k['STAGGER']) if k['STAGGER'] else ''}"
+            f"{' tail' + str(k['TAIL_SPLIT']) if k['TAIL_SPLIT'] > 1 else ''}")
 
 
 def _with(c: triton.Config, **kw) -> triton.Config:
@@ -115,8 +118,9 @@ def run_config(cfg, a, w, b, res, out, epilogue, sms):
     fit = epilogue != "gelu_erf"
     epilogue = "gelu" if epilogue == "gelu_erf" else epilogue
     *ln, ln_consts = MM._ln_args(None, None, M, N, K, a.device)  # no folded layernorm
-    T._matmul_tma_kernel[T.grid(M, N, sms, cfg.kwargs)](
-        a, w, b, r, out, *ln, M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
+    ws, counters = MM.split_scratch(*T.tail_scratch_sizes(M, N, K, sms, [cfg]), a.device)
+    T._matmul_tma_kernel[T.grid(M, N, K, sms, cfg.kwargs)](
+        a, w, b, r, out, *ln[:3], ws, counters, ln[3], M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
         HAS_BIAS=True, EPILOGUE=epilogue, GELU_FIT=fit, NUM_SMS=sms, num_warps=cfg.num_warps,
         num_stages=cfg.num_stages, **cfg.kwargs, **ln_consts, **launch_opts())
 
@@ -141,6 +145,9 @@ def main() -> int:
                    help="also each PER_SM=2 config with these STAGGER values (SM clock cycles)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
                    help="only the configs with this many programs per SM")
+    p.add_argument("--tail", action="store_true",
+                   help="TMA kernel: also each config's tail-split variant where it would split "
+                        "(matmul_tma.with_tail_split, the candidates autotuning adds)")
     p.add_argument("--kernel", choices=["tma", "pointer"], default="tma",
                    help="which GEMM kernel's configs to force")
     p.add_argument("--extra-splits", action="store_true",
@@ -188,6 +195,8 @@ def main() -> int:
                 else:
                     cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm)
                              if T.fits(c, a.element_size(), "residual" in epi)]  # else pruned
+                    if args.tail:
+                        cands = T.with_tail_split(cands, M, N, K, sms, split=T.TAIL_SPLIT_MAX)
                     launch = run_config
                 for cfg in cands:
                     out = poisoned((M, N), dt, dev)

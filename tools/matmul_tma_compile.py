@@ -35,8 +35,9 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
     consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue == "gelu_erf" else epilogue,
               "GELU_FIT": epilogue != "gelu_erf", "NUM_SMS": num_sms, "PDL": False,
               "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats, **cfg.kwargs}
-    f32 = ("ln_ptr", "colsum_ptr", "stats_ptr")
-    sig = {n: "constexpr" if n in consts else ("*fp32" if n in f32 else dtype) if n.endswith("_ptr")
+    f32 = ("ln_ptr", "colsum_ptr", "stats_ptr", "ws_ptr")
+    sig = {n: "constexpr" if n in consts else "*i32" if n == "cnt_ptr"
+           else ("*fp32" if n in f32 else dtype) if n.endswith("_ptr")
            else "fp32" if n == "ln_eps" else "i32" for n in fn.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
              if n.endswith("_ptr") or n in ALIGNED}

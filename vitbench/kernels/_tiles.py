@@ -143,3 +143,28 @@ def split_k_reduce(
             acc += tl.load(tile_ws + s * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
         tl.store(cnt_ptr + tile, 0)
     return acc, last
+
+
+@triton.jit
+def split_reduce(
+    acc,  # this program's fp32 partial [BLOCK_M, BLOCK_N] tile (its share of K)
+    tile_ws,  # fp32 workspace of this output tile: `shares` partial tiles of BLOCK_M*BLOCK_N
+    cnt_ptr,  # int32 arrival counter of this output tile: 0 before, reset to 0 by the last
+    share,  # which share of K this program summed, 0 .. shares - 1
+    shares,  # programs summing this tile (a run-time value: matmul_tma's tail split)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # split_k_reduce with the share count known only at run time (same protocol, same fixed
+    # summation order, so the same bits every run): (sum, True) for the last program to arrive,
+    # (acc, False) for the others, which must not store.
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    tl.store(tile_ws + share * (BLOCK_M * BLOCK_N) + offs, acc)
+    tl.debug_barrier()
+    arrived = tl.atomic_add(cnt_ptr, 1, sem="acq_rel", scope="gpu")
+    last = arrived == shares - 1
+    if last:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for s in range(shares):
+            acc += tl.load(tile_ws + s * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        tl.store(cnt_ptr, 0)
+    return acc, last

@@ -459,7 +459,13 @@ def _split_buffers(M: int, N: int, K: int, device: torch.device, kernel) -> tupl
     """(fp32 workspace, int32 counters) for launching `kernel` (the autotuner, or a forced config)
     at this shape. Cached 1-element placeholders when no config it may launch splits K."""
     forced = isinstance(kernel, _common._FixedConfig)
-    ws_elems, tiles = _split_sizes(M, N, K, [kernel.config] if forced else _CONFIGS, forced)
+    return split_scratch(*_split_sizes(M, N, K, [kernel.config] if forced else _CONFIGS, forced), device)
+
+
+def split_scratch(ws_elems: int, tiles: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 workspace of `ws_elems`, zeroed int32 arrival counters for at least `tiles` tiles) for
+    a launch that splits tiles along K (split_k_reduce / split_reduce); cached 1-element
+    placeholders when ws_elems is 0."""
     if ws_elems == 0:
         return _PLACEHOLDERS.get(str(device)) or _placeholders(device)
     on_gpu = device.type == "cuda"

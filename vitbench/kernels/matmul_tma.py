@@ -62,10 +62,11 @@ from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
+from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import grouped_tile
+from vitbench.kernels._tiles import grouped_tile, split_reduce
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, store_row_stats
-from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, gelu, gelu_tanh
+from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, gelu, gelu_tanh, split_scratch
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
@@ -74,15 +75,30 @@ _SM_SMEM_BYTES = 228 * 1024  # H100 shared memory per SM, 1 KB of it reserved pe
 _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so persistence is exercised
 
 
+# Tail split (see `tail_split`): at most this many programs share one tile of the last, partial
+# round of tiles. Autotuning tries it as a variant of each config that is not warp-specialised,
+# at the shapes where it would split (`with_tail_split`); VITBENCH_TAIL_SPLIT=0: no such variants.
+TAIL_SPLIT_ENV = "VITBENCH_TAIL_SPLIT"
+TAIL_SPLIT_MAX = 4
+
+
+def tail_split_setting() -> bool:
+    """VITBENCH_TAIL_SPLIT as a bool: "0" -> False; unset, "" or "1" -> True; else VitbenchError."""
+    return env_flag(TAIL_SPLIT_ENV, "autotune tail-split variants of the GEMM configs", default=True)
+
+
+_TAIL = TAIL_SPLIT_MAX if tail_split_setting() else 1
+
+
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
          ws: bool = False, group: int = 8, per_sm: int = 1, res_early: bool = False,
-         stagger: int = 0) -> triton.Config:
+         stagger: int = 0, tail: int = 1) -> triton.Config:
     assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
     assert not (stagger and per_sm == 1), "STAGGER delays the second program of each SM"
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
          "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm,
-         "RES_EARLY": res_early, "STAGGER": stagger},
+         "RES_EARLY": res_early, "STAGGER": stagger, "TAIL_SPLIT": tail},
         num_stages=stages, num_warps=warps,
     )
 
@@ -153,19 +169,83 @@ def ln_fold_ok(c: triton.Config, ln_fold: bool, row_stats: bool) -> bool:
 
 
 def prune_by_smem(configs, named_args, **kwargs):
+    """The autotuner's candidates at this launch: configs that fit shared memory and can run its
+    epilogue, plus their tail-split variants where those would split (`with_tail_split`)."""
     itemsize = named_args["a_ptr"].element_size()
     get = lambda name: kwargs.get(name, named_args.get(name))  # noqa: E731
     residual = get("EPILOGUE") in _RESIDUAL_EPILOGUES
     ln_fold, row_stats = bool(get("LN_FOLD")), bool(get("ROW_STATS"))
     usable = [c for c in configs if ln_fold_ok(c, ln_fold, row_stats)]
-    return [c for c in usable if fits(c, itemsize, residual)] or usable[-1:]
+    kept = [c for c in usable if fits(c, itemsize, residual)] or usable[-1:]
+    return with_tail_split(kept, get("M"), get("N"), get("K"), get("NUM_SMS"))
 
 
-def grid(M: int, N: int, sms: int, meta: dict) -> tuple[int]:
-    """Programs to launch: PER_SM per SM, or one per tile when there are fewer tiles. Each
-    program's tile loop steps by NUM_SMS * PER_SM, so with fewer tiles every loop runs once."""
+def with_tail_split(configs, M: int, N: int, K: int, sms: int, split: int | None = None) -> list:
+    """`configs`, each followed by its variant with TAIL_SPLIT=`split` (default: _TAIL, i.e. off
+    with VITBENCH_TAIL_SPLIT=0) where that variant would split its last round at this shape.
+
+    Warp-specialised configs get none: triton 3.6 gives the second loop its own pipeline buffers
+    there (compiled for sm_90: 164 -> 230 KB of shared memory for 128x128x64, 4 stages; more than
+    an SM has for the others). The variants are separate candidates, not a replacement: the split
+    loop adds registers (128x128, 4 warps: 168-200 -> 255, compiled offline), so the plain config
+    may still be faster."""
+    split = _TAIL if split is None else split
+    out = []
+    for c in configs:
+        out.append(c)
+        k = c.kwargs
+        if split < 2 or k["WARP_SPEC"] or k["TAIL_SPLIT"] > 1:
+            continue
+        tiles = triton.cdiv(M, k["BLOCK_M"]) * triton.cdiv(N, k["BLOCK_N"])
+        if tail_split(tiles, sms * k["PER_SM"], triton.cdiv(K, k["BLOCK_K"]), split) > 1:
+            out.append(triton.Config({**k, "TAIL_SPLIT": split}, num_warps=c.num_warps,
+                                     num_stages=c.num_stages))
+    return out
+
+
+def tail_split(tiles: int, programs: int, k_tiles: int, max_split: int) -> int:
+    """Shares of K per tile of the last round of a persistent launch (1: no split).
+
+    `tiles` output tiles on `programs` programs run in rounds of `programs` tiles; the last round
+    has tail = tiles % programs tiles, and with a small tail most programs idle through it (ViT-B/16
+    FC2 at batch 32: 300 tiles of 128x128 on 132 SMs, a last round of 36 tiles, so 2.27 rounds' work
+    takes 3 rounds' time). Split those tail tiles into s shares of K, one program each, s = what
+    fills the programs (programs // tail), at most `max_split` and leaving every share at least
+    two K steps: the last round then takes about 1/s of a tile's time, plus writing and summing
+    the partials (`split_reduce`). The kernel computes the same value (keep the two in step).
+    """
+    tail = tiles % programs
+    if max_split < 2 or tail == 0:
+        return 1
+    s = min(programs // tail, max_split, k_tiles // 2)
+    return s if s >= 2 else 1
+
+
+def grid(M: int, N: int, K: int, sms: int, meta: dict) -> tuple[int]:
+    """Programs to launch: PER_SM per SM, or fewer when there is less work (one per tile, or one
+    per share of a split tile). Each program's loops step by NUM_SMS * PER_SM, so with fewer
+    tiles every loop runs once."""
     tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
-    return (min(sms * meta["PER_SM"], tiles),)
+    programs = sms * meta["PER_SM"]
+    split = tail_split(tiles, programs, triton.cdiv(K, meta["BLOCK_K"]), meta["TAIL_SPLIT"])
+    tail = tiles % programs if split > 1 else 0
+    return (min(programs, tiles - tail + tail * split),)
+
+
+def tail_scratch_sizes(M: int, N: int, K: int, sms: int, configs) -> tuple[int, int]:
+    """(fp32 workspace elements, tail tiles) enough for any of `configs` at this shape; (0, 0)
+    when none splits its tail."""
+    ws = tails = 0
+    for c in configs:
+        k = c.kwargs
+        tiles = triton.cdiv(M, k["BLOCK_M"]) * triton.cdiv(N, k["BLOCK_N"])
+        programs = sms * k["PER_SM"]
+        split = tail_split(tiles, programs, triton.cdiv(K, k["BLOCK_K"]), k["TAIL_SPLIT"])
+        if split > 1:
+            tail = tiles % programs
+            ws = max(ws, tail * split * k["BLOCK_M"] * k["BLOCK_N"])
+            tails = max(tails, tail)
+    return ws, tails
 
 
 @triton.jit
@@ -230,6 +310,40 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
         store_row_stats(y.to(tl.float32), rm, rm < M, off_n, rn < N, stats_ptr, N, BLOCK_M, SUB_N)
 
 
+@triton.jit
+def _tile_epilogue(acc, res, off_m, off_n, M, N, K, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
+                   ln_ptr, colsum_ptr, ln_eps, stats_ptr,
+                   HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
+                   LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, EPI_SUBTILE: tl.constexpr,
+                   RES_EARLY: tl.constexpr):
+    # One finished fp32 [BLOCK_M, BLOCK_N] tile at (off_m, off_n): folded layernorm, then bias,
+    # activation, residual and the store, whole or as two halves (EPI_SUBTILE).
+    SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
+    if LN_FOLD:  # folded layernorm (_lnfold), on the whole tile: each row's stats read once
+        rm = off_m + tl.arange(0, BLOCK_M)
+        rn = off_n + tl.arange(0, BLOCK_N)
+        acc = apply_ln_fold(acc, rm, rm < M, rn, rn < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
+    if EPI_SUBTILE:
+        # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
+        acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
+        acc0, acc1 = tl.split(acc)
+        if RES_EARLY:
+            res0, res1 = tl.split(tl.permute(tl.reshape(res, (BLOCK_M, 2, SUB_N)), (0, 2, 1)))
+        else:
+            res0, res1 = acc0, acc1  # unused
+        _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                        o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        stats_ptr, ROW_STATS)
+        _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
+                        stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        stats_ptr, ROW_STATS)
+    else:
+        _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
+                        o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        stats_ptr, ROW_STATS)
+
+
 # M only sizes the descriptors and the tile count: not specialising it on M % 16 halves the
 # compiles the autotuner does per (N, K, epilogue).
 @triton.jit(do_not_specialize=["M"])
@@ -242,6 +356,8 @@ def _matmul_tma_kernel(
     ln_ptr,  # A's row stats [M, 2, K/32] fp32 (_lnfold; unused unless LN_FOLD)
     colsum_ptr,  # fp32 [N]: sum over k of W (unused unless LN_FOLD)
     stats_ptr,  # out's row stats [M, 2, N/32] fp32, written (unused unless ROW_STATS)
+    ws_ptr,  # fp32 tail-split workspace, [tail tiles, split, BLOCK_M*BLOCK_N] (unused unless split)
+    cnt_ptr,  # int32 arrival counter per tail tile, all 0 (split_reduce; unused unless split)
     ln_eps,  # the folded layernorm's eps (unused unless LN_FOLD)
     M, N, K,  # GEMM sizes
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
@@ -260,6 +376,7 @@ def _matmul_tma_kernel(
     PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
     RES_EARLY: tl.constexpr,  # load the residual tile before the K loop (its latency hidden there)
     STAGGER: tl.constexpr,  # SM cycles the second program of each SM waits at start (PER_SM=2)
+    TAIL_SPLIT: tl.constexpr,  # most shares of K per tile of the last round (tail_split; 1: off)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
 ):
     pdl_start(PDL)
@@ -275,11 +392,21 @@ def _matmul_tma_kernel(
 
     k_tiles = tl.cdiv(K, BLOCK_K)
     num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+    PROGRAMS: tl.constexpr = NUM_SMS * PER_SM
+    # Tail split (`tail_split`, same arithmetic): the last round's tiles leave the tile loop and
+    # are summed in `split` shares of K by the split loop below.
+    if TAIL_SPLIT > 1:
+        tail = num_tiles % PROGRAMS
+        split = tl.minimum(tl.minimum(PROGRAMS // tl.maximum(tail, 1), TAIL_SPLIT), k_tiles // 2)
+        split = tl.where(tail > 0, tl.maximum(split, 1), 1)
+        whole_tiles = tl.where(split > 1, num_tiles - tail, num_tiles)
+    else:
+        split = 1
+        whole_tiles = num_tiles
     # The epilogue keeps its own tile counter: with the flattened loop the compiler may overlap
     # the next tile's loads with this tile's epilogue, and a separate counter keeps them independent.
-    PROGRAMS: tl.constexpr = NUM_SMS * PER_SM
     tile_id_c = tl.program_id(0) - PROGRAMS
-    for tile_id in tl.range(tl.program_id(0), num_tiles, PROGRAMS, flatten=FLATTEN,
+    for tile_id in tl.range(tl.program_id(0), whole_tiles, PROGRAMS, flatten=FLATTEN,
                             warp_specialize=WARP_SPEC):
         pid_m, pid_n = grouped_tile(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_am = pid_m * BLOCK_M
@@ -297,30 +424,34 @@ def _matmul_tma_kernel(
 
         tile_id_c += PROGRAMS
         pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
-        off_m = pid_m * BLOCK_M
-        off_n = pid_n * BLOCK_N
-        if LN_FOLD:  # folded layernorm (_lnfold), on the whole tile: each row's stats read once
-            rm = off_m + tl.arange(0, BLOCK_M)
-            rn = off_n + tl.arange(0, BLOCK_N)
-            acc = apply_ln_fold(acc, rm, rm < M, rn, rn < N, ln_ptr, colsum_ptr, K, ln_eps, LN_CP2)
-        if EPI_SUBTILE:
-            # [BLOCK_M, BLOCK_N] -> [BLOCK_M, 2, SUB_N] -> [BLOCK_M, SUB_N, 2] -> two halves.
-            acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1))
-            acc0, acc1 = tl.split(acc)
-            if RES_EARLY:
-                res0, res1 = tl.split(tl.permute(tl.reshape(res, (BLOCK_M, 2, SUB_N)), (0, 2, 1)))
-            else:
-                res0, res1 = acc0, acc1  # unused
-            _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
-                            stats_ptr, ROW_STATS)
-            _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
-                            stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
-                            stats_ptr, ROW_STATS)
-        else:
-            _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                            o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
-                            stats_ptr, ROW_STATS)
+        _tile_epilogue(acc, res, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N, K, bias_ptr, stride_bias,
+                       res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
+                       HAS_BIAS, EPILOGUE, GELU_FIT, LN_FOLD, LN_CP2, ROW_STATS,
+                       BLOCK_M, BLOCK_N, EPI_SUBTILE, RES_EARLY)
+
+    if TAIL_SPLIT > 1:
+        # The last round: unit u = (tail tile u // split, share u % split of its K steps), at most
+        # one unit per program (tail * split <= PROGRAMS). Partials meet in the workspace; the
+        # last program of each tile to arrive sums them in share order and runs the epilogue.
+        k_share = tl.cdiv(k_tiles, split)
+        for unit in range(tl.program_id(0), (num_tiles - whole_tiles) * split, PROGRAMS):
+            t = unit // split
+            share = unit - t * split
+            pid_m, pid_n = grouped_tile(whole_tiles + t, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+            off_m = pid_m * BLOCK_M
+            off_n = pid_n * BLOCK_N
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for ki in tl.range(share * k_share, tl.minimum(share * k_share + k_share, k_tiles), num_stages=2):
+                a = a_desc.load([off_m, ki * BLOCK_K])
+                w = w_desc.load([off_n, ki * BLOCK_K])
+                acc = tl.dot(a, w.T, acc)
+            tile_ws = ws_ptr + t.to(tl.int64) * split * (BLOCK_M * BLOCK_N)
+            acc, last = split_reduce(acc, tile_ws, cnt_ptr + t, share, split, BLOCK_M, BLOCK_N)
+            if last:
+                _tile_epilogue(acc, acc, off_m, off_n, M, N, K, bias_ptr, stride_bias,
+                               res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
+                               HAS_BIAS, EPILOGUE, GELU_FIT, LN_FOLD, LN_CP2, ROW_STATS,
+                               BLOCK_M, BLOCK_N, EPI_SUBTILE, False)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
@@ -443,10 +574,13 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     _ensure_allocator()
     sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
     kernel = _matmul_tma
+    configs = ([kernel.config] if isinstance(kernel, _common._FixedConfig)
+               else with_tail_split(TMA_CONFIGS, M, N, K, sms))
+    ws, counters = split_scratch(*tail_scratch_sizes(M, N, K, sms, configs), a.device)
 
     def launch(dst: torch.Tensor) -> None:
-        kernel[lambda meta: grid(M, N, sms, meta)](
-            a2, w2, bias if bias is not None else w2, r2, dst, *ln_args[:4],
+        kernel[lambda meta: grid(M, N, K, sms, meta)](
+            a2, w2, bias if bias is not None else w2, r2, dst, *ln_args[:3], ws, counters, ln_args[3],
             M, N, K,
             a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
             r2.stride(0), dst.stride(0),
