@@ -13,7 +13,7 @@
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
 #                          lnfold (VITBENCH_LN_FOLD=1), nofold (=0), attnpad (VITBENCH_ATTN_TAIL=0),
 #                          b=1.8 (batches, '.'-separated);
-#                          with flags: providers triton + hf-sdpa
+#                          with flags: providers triton + hf-sdpa (env MODEL_PROVIDERS: others)
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
@@ -86,7 +86,10 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         esac
       done
       # a flagged run is an A/B against the default: the triton row and the HF SDPA baseline only
-      [ -n "$flag" ] && extra+=(--providers triton,hf-sdpa)
+      # (env MODEL_PROVIDERS overrides that: set:MODEL_PROVIDERS=triton,hf-eager,... whose commas
+      # set: turns into spaces, turned back here)
+      local providers=${MODEL_PROVIDERS:-triton,hf-sdpa}
+      [ -n "$flag" ] && extra+=(--providers "${providers// /,}")
       env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
         --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)

@@ -79,8 +79,12 @@ GEMM_CONFIGS = [matmul_config(32, 32, 32, 2, 4)] if INTERPRETER else [
 # from cold-L2 replays (VITBENCH_TUNE_COLD), they win those too: batch-1 FC2 12.9 us with SPLIT_K 4
 # against 15.3 us for the best plain config, and the batch-1 forward took 0.524 ms against 0.562
 # without split-K and cold tuning, 0.553 with cold tuning alone (H100, f859449, docs/performance.md
-# step 7). So both are on by default.
+# step 7). So both are on by default. The first two came from forcing every candidate at batch 1
+# with cold L2 (tools/epilogue_probe.py --kernel pointer --cold --extra-splits, H100, eab4be3):
+# FC2 11.1 us (64x32x64) and 11.9 us (64x64x64) against 14.8 us for 64x64x128, the one picked.
 SPLIT_K_CONFIGS = [matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else [
+    matmul_config(64, 32, 64, 4, 4, split=4),
+    matmul_config(64, 64, 64, 4, 4, split=4),
     matmul_config(64, 64, 128, 4, 4, split=4),
     matmul_config(64, 128, 64, 4, 4, split=4),
     matmul_config(64, 64, 64, 4, 4, split=8),
@@ -104,8 +108,8 @@ FP32_CONFIGS = [] if INTERPRETER else [
 
 
 # split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
-# than this many bytes are not tried. split_k_ok keeps, of the seven SPLIT_K_CONFIGS at ViT-B/16
-# shapes: batch 1, all for FC2 and five for QKV, FC1 and the out-projection (at K = 768 two have
+# than this many bytes are not tried. split_k_ok keeps, of the nine SPLIT_K_CONFIGS at ViT-B/16
+# shapes: batch 1, all for FC2 and seven for QKV, FC1 and the out-projection (at K = 768 two have
 # too few K steps per share); batch 8, none for QKV and FC1, two for FC2 and the out-projection.
 SPLIT_WS_BYTES = 16 << 20
 

@@ -76,15 +76,19 @@ _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so per
 
 
 # Tail split (see `tail_split`): at most this many programs share one tile of the last, partial
-# round of tiles. Autotuning tries it as a variant of each config that is not warp-specialised,
-# at the shapes where it would split (`with_tail_split`); VITBENCH_TAIL_SPLIT=0: no such variants.
+# round of tiles. With VITBENCH_TAIL_SPLIT=1, autotuning tries it as a variant of each config that
+# is not warp-specialised, at the shapes where it would split (`with_tail_split`). Off by default:
+# on an H100 (eab4be3, ViT-B/16 batch 32, bf16) no variant was picked, each forced variant was
+# 0-2% slower than its plain config except where the plain one runs 1.14 rounds (128x256 and
+# 256x128 at FC2: -9%, -7%, still slower than the warp-specialised 128x128 pick), and two forwards
+# each way differed by 0.7% (2.799 vs 2.818 ms), within noise (docs/performance.md, step 9).
 TAIL_SPLIT_ENV = "VITBENCH_TAIL_SPLIT"
 TAIL_SPLIT_MAX = 4
 
 
 def tail_split_setting() -> bool:
-    """VITBENCH_TAIL_SPLIT as a bool: "0" -> False; unset, "" or "1" -> True; else VitbenchError."""
-    return env_flag(TAIL_SPLIT_ENV, "autotune tail-split variants of the GEMM configs", default=True)
+    """VITBENCH_TAIL_SPLIT as a bool: "1" -> True; unset, "" or "0" -> False; else VitbenchError."""
+    return env_flag(TAIL_SPLIT_ENV, "autotune tail-split variants of the GEMM configs", default=False)
 
 
 _TAIL = TAIL_SPLIT_MAX if tail_split_setting() else 1
