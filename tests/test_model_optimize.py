@@ -154,3 +154,33 @@ def test_outputs_are_ordinary_tensors_a_caller_may_modify():
     logits = opt(pixel_values=torch.rand(1, 3, 32, 32)).logits
     assert not logits.is_inference()
     logits /= 2.0  # raised "Inplace update to inference tensor" before
+
+
+@pytest.mark.gpu
+def test_gpu_graph_captured_in_inference_mode_replays_outside_it():
+    # The static input made under torch.inference_mode is an inference tensor: a later call outside
+    # that mode must still copy its new input in (it failed with "Inplace update to inference tensor").
+    from vitbench.model.graphs import GraphRunner
+
+    runner = GraphRunner(lambda px: px * 2)
+    with torch.inference_mode():
+        x = torch.rand(2, 3, device="cuda")
+        assert torch.equal(runner(x).clone(), x * 2)
+    y = torch.rand(2, 3, device="cuda")
+    assert torch.equal(runner(y), y * 2)
+
+
+@pytest.mark.gpu
+def test_gpu_cold_autotuning_first_in_inference_mode_then_outside_it(monkeypatch):
+    # The L2-flush buffer of cold autotuning is made on first use: under torch.inference_mode it
+    # must still be an ordinary tensor, or every later cold timing outside that mode fails (found by
+    # test_pipeline_on_gpu_vit_b16_top5 after another test had autotuned in inference mode).
+    from vitbench.kernels import _common
+
+    monkeypatch.setattr(_common, "_FLUSH", {})
+    monkeypatch.setattr(_common, "_FLUSH_MS", {})
+    x = torch.zeros(16, device="cuda")
+    with torch.inference_mode():
+        assert _common.graph_ms(lambda: x.add(1), 2, cold=True) >= 0
+    assert _common.graph_ms(lambda: x.add(1), 2, cold=True) >= 0
+    assert not next(iter(_common._FLUSH.values())).is_inference()

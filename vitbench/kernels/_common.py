@@ -216,7 +216,10 @@ def graph_ms(fn: Callable, rep: int, quantiles=None, cold: bool = False):
         return triton.testing.do_bench_cudagraph(fn, rep=rep, quantiles=quantiles, return_mode="median")
     device = str(torch.device("cuda", torch.cuda.current_device()))
     if device not in _FLUSH:
-        _FLUSH[device] = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+        # an ordinary tensor even when the first autotuning runs under torch.inference_mode: an
+        # inference tensor's zero_() would fail in every later autotuning outside that mode
+        with torch.inference_mode(False):
+            _FLUSH[device] = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
     flush = _FLUSH[device]
 
     def flushed():

@@ -78,7 +78,10 @@ class GraphRunner:
     def __call__(self, x: torch.Tensor) -> Any:
         g = self._graphs.get(self._key(x)) or self.capture(x)
         if x.data_ptr() != g.static_in.data_ptr():
-            g.static_in.copy_(x)
+            # inside inference mode: the static input is an inference tensor when the graph was
+            # captured under torch.inference_mode, and only takes in-place writes there
+            with torch.inference_mode():
+                g.static_in.copy_(x)
         g.graph.replay()
         return g.static_out
 
