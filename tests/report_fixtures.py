@@ -149,7 +149,7 @@ def write_run(folder: Path, suite: str = "kernels", *, run_id: str = "20261127T0
         for r in rows:
             f.write(",".join(_cell(r[c]) for c in COLUMNS) + "\n")
     meta = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "suite": suite,
-            "created": "2026-11-27T05:15:00Z", "finished": "2026-11-27T05:21:40Z",
+            **_span(run_id),
             "backend": backend, "device": device, "versions": versions or VERSIONS,
             "git_commit": "b542f5d", "config": {"suite": suite, "dtypes": ["fp16", "fp32"],
                                                 "warmup_ms": 25, "rep_ms": 100},
@@ -160,6 +160,19 @@ def write_run(folder: Path, suite: str = "kernels", *, run_id: str = "20261127T0
     if samples:
         Path(f"{stem}.samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samp))
     return Path(f"{stem}.csv")
+
+
+def _span(run_id: str) -> dict[str, str]:
+    """created / finished of a fixture run: from its run id's timestamp (as the engine names runs),
+    finished 6 min 40 s later; 05:15:00Z for ids without one."""
+    import datetime as dt
+
+    try:
+        start = dt.datetime.strptime(run_id.partition("-")[0], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        start = dt.datetime(2026, 11, 27, 5, 15)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return {"created": start.strftime(fmt), "finished": (start + dt.timedelta(seconds=400)).strftime(fmt)}
 
 
 def _cell(v) -> str:

@@ -13,8 +13,16 @@ from vitbench.errors import VitbenchError
 from vitbench.report.load import find_runs, load_run, row_flags
 
 
+def _set_meta(csv, **fields):
+    meta_path = csv.with_name(csv.name.replace(".csv", ".meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta.update(fields)
+    meta_path.write_text(json.dumps(meta))
+    return csv
+
+
 def test_folder_gives_latest_run_per_suite_recursively(tmp_path):
-    write_run(tmp_path / "h100", "kernels", run_id="20261127T040000Z-aaaa")
+    write_run(tmp_path / "h100", "kernels", run_id="20261127T040000Z-aaaa")  # an hour before
     newest = write_run(tmp_path / "h100" / "again", "kernels", run_id="20261127T050000Z-bbbb")
     model = write_run(tmp_path / "h100", "model", run_id="20261127T030000Z-cccc")
     write_run(tmp_path / "_scratch", "kernels", run_id="20991231T000000Z-zzzz")  # skipped
@@ -23,6 +31,25 @@ def test_folder_gives_latest_run_per_suite_recursively(tmp_path):
     runs = find_runs([tmp_path])
     assert sorted(r.csv_path for r in runs) == sorted([newest, model])
     assert {r.suite for r in runs} == {"kernels", "model"}
+
+
+def test_folder_adds_the_runs_that_ran_alongside_the_latest(tmp_path):
+    """One job split over GPUs (batches 1-32 in one process, 128-256 in another) is one result:
+    runs of the latest's commit and settings that overlap it in time come too; others do not."""
+    def run(run_id, created, finished, **meta):
+        csv = write_run(tmp_path, "model", run_id=run_id)
+        return _set_meta(csv, created=created, finished=finished, **meta)
+
+    latest = run("20261127T143434Z-9c79", "2026-11-27T14:34:35Z", "2026-11-27T14:38:30Z")
+    half = run("20261127T143432Z-e4c3", "2026-11-27T14:34:33Z", "2026-11-27T14:42:43Z")
+    run("20261127T120000Z-0001", "2026-11-27T12:00:00Z", "2026-11-27T12:09:00Z")  # earlier rerun
+    run("20261127T143431Z-0002", "2026-11-27T14:34:31Z", "2026-11-27T14:40:00Z",
+        settings={"VITBENCH_TAIL_SPLIT": "1"})  # an A/B lane beside it
+    run("20261127T143433Z-0003", "2026-11-27T14:34:33Z", "2026-11-27T14:40:00Z",
+        git_commit="0526ff3")  # another commit
+    run("20261127T143433Z-0004", "2026-11-27T14:34:33Z", "2026-11-27T14:40:00Z",
+        git_commit=None)  # commit unknown
+    assert sorted(r.csv_path for r in find_runs([tmp_path])) == sorted([latest, half])
 
 
 def test_folder_skips_profile_tables(tmp_path):

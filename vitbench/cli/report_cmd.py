@@ -15,7 +15,9 @@ from vitbench.report.load import DEFAULT_RESULTS, find_runs
 def report(
     results: Annotated[Optional[list[Path]], typer.Argument(
         help="Result CSVs or folders (a folder gives its latest run per suite, searched "
-             "recursively). Default: the latest runs in results/.", show_default=False)] = None,
+             "recursively, with the runs of that suite from the same commit and settings that ran "
+             "at the same time, e.g. one job split over GPUs). Default: the latest runs in results/.",
+        show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
         "report.html"),
     title: Annotated[str, typer.Option(help="Page title.")] = "vitbench report",

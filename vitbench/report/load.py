@@ -229,34 +229,56 @@ def _run_csvs(folder: Path) -> list[Path]:
     return found
 
 
-def _started(csv_path: Path) -> tuple[str, str]:
-    """Sort key of a run without reading its rows: (meta "created", run id from the name)."""
-    created = ""
+def _meta_of(csv_path: Path) -> dict[str, Any]:
+    """A run's metadata without reading its rows; {} when missing or unreadable."""
     try:
         meta = json.loads(_side_file(csv_path, ".meta.json").read_text())
-        created = str(meta.get("created") or "") if isinstance(meta, dict) else ""
     except (OSError, ValueError):
-        pass
-    return created, csv_path.stem.partition("-")[2]
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _started(csv_path: Path, meta: dict[str, Any]) -> tuple[str, str]:
+    """Sort key of a run: (meta "created", run id from the name)."""
+    return str(meta.get("created") or ""), csv_path.stem.partition("-")[2]
+
+
+def _ran_alongside(meta: dict[str, Any], latest: dict[str, Any]) -> bool:
+    """Whether a run belongs with the latest one: the same commit and VITBENCH_* settings, and
+    overlapping in time (one job split over GPUs, e.g. batches 1-32 and 128-256 in two processes)."""
+    commit = meta.get("git_commit")
+    if not commit or commit != latest.get("git_commit") or (meta.get("settings") or {}) != (
+            latest.get("settings") or {}):
+        return False
+    start, end = str(meta.get("created") or ""), str(meta.get("finished") or meta.get("created") or "")
+    l_start = str(latest.get("created") or "")
+    l_end = str(latest.get("finished") or l_start)
+    return bool(start and l_start) and start <= l_end and l_start <= end
 
 
 def latest_runs(folder: Path) -> list[Run]:
-    """The latest run of each suite found under folder (by start time, then run id); only
-    those are read, so an old damaged run elsewhere in the folder does not get in the way."""
+    """The latest run of each suite found under folder (by start time, then run id), with the runs
+    of that suite that ran alongside it (`_ran_alongside`); only those are read, so an old damaged
+    run elsewhere in the folder does not get in the way."""
     csvs = _run_csvs(folder)
     if not csvs:
         raise VitbenchError(f"no results found in {folder}/ (no <suite>-<run_id>.csv files); "
                             "run `vitbench kernels` or `vitbench model` first")
-    latest: dict[str, Path] = {}
+    metas = {path: _meta_of(path) for path in csvs}
+    suites: dict[str, list[Path]] = {}
     for path in csvs:
-        suite = path.stem.partition("-")[0]
-        if suite not in latest or _started(path) > _started(latest[suite]):
-            latest[suite] = path
-    return [load_run(latest[s]) for s in sorted(latest)]
+        suites.setdefault(path.stem.partition("-")[0], []).append(path)
+    picked = []
+    for suite in sorted(suites):
+        latest = max(suites[suite], key=lambda p: _started(p, metas[p]))
+        picked.append(latest)
+        picked += sorted(p for p in suites[suite] if p != latest and _ran_alongside(metas[p], metas[latest]))
+    return [load_run(path) for path in picked]
 
 
 def find_runs(paths: list[Path] | None = None, default: Path = DEFAULT_RESULTS) -> list[Run]:
-    """Runs named by paths (CSV files or folders: latest run per suite); default: ``results/``."""
+    """Runs named by paths (CSV files, or folders: the latest run per suite and the runs that ran
+    alongside it); default: ``results/``."""
     if not paths and not Path(default).is_dir():
         raise VitbenchError(f"no results found: {default}/ does not exist; run `vitbench kernels` "
                             "or `vitbench model` first, or name result CSVs or folders")
