@@ -27,7 +27,7 @@ MM = importlib.import_module("vitbench.kernels.matmul")
 CPU_CONFIGS = {"32x64x16": T._cfg(32, 64, 16, 2, 4, subtile=True, tail=4),
                "16x32x32-x2": T._cfg(16, 32, 32, 2, 4, subtile=False, per_sm=2, tail=4)}
 # (config, M, N, K): each with a last round of one tile (cfg 32x64x16: 3 programs; 16x32x32-x2: 6)
-CASES = [("32x64x16", 100, 40, 112),  # 4 tiles: 3 whole + 1 in 3 shares of 7 K steps (3, 3, 1)
+CASES = [("32x64x16", 100, 40, 112),  # 4 tiles: 3 whole + 1 in 3 shares of its 7 K steps (2, 2, 3)
          ("32x64x16", 20, 40, 96),  # 1 tile, fewer than programs: all of it split (3 shares)
          ("16x32x32-x2", 112, 32, 256)]  # 7 tiles on 6 programs: the 7th in 4 shares
 
@@ -77,7 +77,7 @@ def test_scratch_sizes_cover_every_splitting_config():
     assert T.tail_scratch_sizes(6304, 768, 3072, 132, [T._cfg(128, 128, 64, 4, 4, tail=1)]) == (0, 0)
 
 
-def test_variants_only_where_they_split():
+def test_variants_only_where_they_split(monkeypatch):
     plain, ws = T._cfg(128, 128, 64, 4, 4), T._cfg(128, 128, 64, 4, 4, subtile=False, ws=True)
     pair = T._cfg(128, 128, 64, 3, 4, per_sm=2)
     got = T.with_tail_split([plain, ws, pair], 6304, 768, 3072, 132, split=4)  # FC2, batch 32
@@ -90,7 +90,11 @@ def test_variants_only_where_they_split():
     a = torch.empty(1, dtype=torch.float16)
     pruned = T.prune_by_smem([plain], {"a_ptr": a, "M": 6304, "N": 768, "K": 3072},
                              EPILOGUE="residual", NUM_SMS=132)
-    assert [c.kwargs["TAIL_SPLIT"] for c in pruned] == [1, T._TAIL] if T._TAIL > 1 else [1]
+    assert [c.kwargs["TAIL_SPLIT"] for c in pruned] == ([1, T._TAIL] if T._TAIL > 1 else [1])
+    monkeypatch.setattr(T, "_TAIL", 4)  # VITBENCH_TAIL_SPLIT=1
+    pruned = T.prune_by_smem([plain], {"a_ptr": a, "M": 6304, "N": 768, "K": 3072},
+                             EPILOGUE="residual", NUM_SMS=132)
+    assert [c.kwargs["TAIL_SPLIT"] for c in pruned] == [1, 4]
 
 
 @pytest.mark.parametrize("name,M,N,K", CASES, ids=[f"{c[0]}-M{c[1]}" for c in CASES])

@@ -91,7 +91,10 @@ def tail_split_setting() -> bool:
     return env_flag(TAIL_SPLIT_ENV, "autotune tail-split variants of the GEMM configs", default=False)
 
 
-_TAIL = TAIL_SPLIT_MAX if tail_split_setting() else 1
+try:
+    _TAIL = TAIL_SPLIT_MAX if tail_split_setting() else 1
+except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: off
+    _TAIL = 1
 
 
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
@@ -214,9 +217,10 @@ def tail_split(tiles: int, programs: int, k_tiles: int, max_split: int) -> int:
     has tail = tiles % programs tiles, and with a small tail most programs idle through it (ViT-B/16
     FC2 at batch 32: 300 tiles of 128x128 on 132 SMs, a last round of 36 tiles, so 2.27 rounds' work
     takes 3 rounds' time). Split those tail tiles into s shares of K, one program each, s = what
-    fills the programs (programs // tail), at most `max_split` and leaving every share at least
-    two K steps: the last round then takes about 1/s of a tile's time, plus writing and summing
-    the partials (`split_reduce`). The kernel computes the same value (keep the two in step).
+    fills the programs (programs // tail), at most `max_split` and at most half the K steps; share
+    j sums K steps [j * k_tiles // s, (j + 1) * k_tiles // s), so each gets at least two: the last
+    round then takes about 1/s of a tile's time, plus writing and summing the partials
+    (`split_reduce`). The kernel computes the same value (keep the two in step).
     """
     tail = tiles % programs
     if max_split < 2 or tail == 0:
@@ -234,6 +238,15 @@ def grid(M: int, N: int, K: int, sms: int, meta: dict) -> tuple[int]:
     split = tail_split(tiles, programs, triton.cdiv(K, meta["BLOCK_K"]), meta["TAIL_SPLIT"])
     tail = tiles % programs if split > 1 else 0
     return (min(programs, tiles - tail + tail * split),)
+
+
+@functools.lru_cache(maxsize=None)
+def _autotune_scratch_sizes(M: int, N: int, K: int, sms: int, split: int) -> tuple[int, int]:
+    """tail_scratch_sizes for every candidate autotuning may launch at this shape (cached: the
+    loop over the configs costs ~0.2 ms of host time, paid by every eager GEMM call otherwise)."""
+    if split < 2:
+        return 0, 0
+    return tail_scratch_sizes(M, N, K, sms, with_tail_split(TMA_CONFIGS, M, N, K, sms, split))
 
 
 def tail_scratch_sizes(M: int, N: int, K: int, sms: int, configs) -> tuple[int, int]:
@@ -437,7 +450,6 @@ def _matmul_tma_kernel(
         # The last round: unit u = (tail tile u // split, share u % split of its K steps), at most
         # one unit per program (tail * split <= PROGRAMS). Partials meet in the workspace; the
         # last program of each tile to arrive sums them in share order and runs the epilogue.
-        k_share = tl.cdiv(k_tiles, split)
         for unit in range(tl.program_id(0), (num_tiles - whole_tiles) * split, PROGRAMS):
             t = unit // split
             share = unit - t * split
@@ -445,7 +457,8 @@ def _matmul_tma_kernel(
             off_m = pid_m * BLOCK_M
             off_n = pid_n * BLOCK_N
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            for ki in tl.range(share * k_share, tl.minimum(share * k_share + k_share, k_tiles), num_stages=2):
+            # balanced shares of the K steps (tail_split): 9 steps in 4 -> 2, 2, 2, 3
+            for ki in tl.range(share * k_tiles // split, (share + 1) * k_tiles // split, num_stages=2):
                 a = a_desc.load([off_m, ki * BLOCK_K])
                 w = w_desc.load([off_n, ki * BLOCK_K])
                 acc = tl.dot(a, w.T, acc)
@@ -578,9 +591,11 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     _ensure_allocator()
     sms = _INTERPRETER_SMS if INTERPRETER else _num_sms(a.device.index or 0)
     kernel = _matmul_tma
-    configs = ([kernel.config] if isinstance(kernel, _common._FixedConfig)
-               else with_tail_split(TMA_CONFIGS, M, N, K, sms))
-    ws, counters = split_scratch(*tail_scratch_sizes(M, N, K, sms, configs), a.device)
+    if isinstance(kernel, _common._FixedConfig):
+        sizes = tail_scratch_sizes(M, N, K, sms, [kernel.config])
+    else:
+        sizes = _autotune_scratch_sizes(M, N, K, sms, _TAIL)
+    ws, counters = split_scratch(*sizes, a.device)
 
     def launch(dst: torch.Tensor) -> None:
         kernel[lambda meta: grid(M, N, K, sms, meta)](
