@@ -138,6 +138,29 @@ def test_split_tail_with_folded_layernorm_and_row_stats(force):
     torch.testing.assert_close(stats.double(), chunk_stats(out.float()), rtol=1e-5, atol=1e-3)
 
 
+def test_probe_launches_tail_variants_right():
+    """tools/epilogue_probe.py --tail launches the kernel itself (not through matmul_tma): its
+    grid, workspace and counters must match what the kernel does."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "epilogue_probe.py"
+    spec = importlib.util.spec_from_file_location("epilogue_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    name, M, N, K = CASES[0]
+    cfg = CPU_CONFIGS[name]
+    variants = T.with_tail_split([T._cfg(32, 64, 16, 2, 4)], M, N, K, 3, split=T.TAIL_SPLIT_MAX)
+    assert [c.kwargs["TAIL_SPLIT"] for c in variants] == [1, 4] and variants[1].kwargs == cfg.kwargs
+    assert probe.tag(variants[1]).endswith("tail4")
+    a, w, bias, res, shape = make((M, K), N, torch.float16, "residual")
+    T._ensure_allocator()
+    for c in variants:
+        out = poisoned(shape, torch.float16, DEVICE)
+        probe.run_config(c, a, w, bias, res, out, "residual", 3)
+        assert rel_err(out, linear_ref(a, w, bias, "residual", res)) < tolerance(torch.float16)
+
+
 def test_tail_split_env(monkeypatch):
     from vitbench.errors import VitbenchError
 
