@@ -203,8 +203,7 @@ def with_tail_split(configs, M: int, N: int, K: int, sms: int, split: int | None
         k = c.kwargs
         if split < 2 or k["WARP_SPEC"] or k["TAIL_SPLIT"] > 1:
             continue
-        tiles = triton.cdiv(M, k["BLOCK_M"]) * triton.cdiv(N, k["BLOCK_N"])
-        if tail_split(tiles, sms * k["PER_SM"], triton.cdiv(K, k["BLOCK_K"]), split) > 1:
+        if _round_tail(M, N, K, sms, k, split)[2] > 1:
             out.append(triton.Config({**k, "TAIL_SPLIT": split}, num_warps=c.num_warps,
                                      num_stages=c.num_stages))
     return out
@@ -229,15 +228,23 @@ def tail_split(tiles: int, programs: int, k_tiles: int, max_split: int) -> int:
     return s if s >= 2 else 1
 
 
+def _round_tail(M: int, N: int, K: int, sms: int, meta: dict, max_split: int | None = None
+                ) -> tuple[int, int, int]:
+    """(output tiles, tiles of the split last round (0 when unsplit), shares each) of a launch
+    with config `meta` (its TAIL_SPLIT unless `max_split`) at this shape."""
+    tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
+    programs = sms * meta["PER_SM"]
+    split = tail_split(tiles, programs, triton.cdiv(K, meta["BLOCK_K"]),
+                       meta["TAIL_SPLIT"] if max_split is None else max_split)
+    return tiles, tiles % programs if split > 1 else 0, split
+
+
 def grid(M: int, N: int, K: int, sms: int, meta: dict) -> tuple[int]:
     """Programs to launch: PER_SM per SM, or fewer when there is less work (one per tile, or one
     per share of a split tile). Each program's loops step by NUM_SMS * PER_SM, so with fewer
     tiles every loop runs once."""
-    tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
-    programs = sms * meta["PER_SM"]
-    split = tail_split(tiles, programs, triton.cdiv(K, meta["BLOCK_K"]), meta["TAIL_SPLIT"])
-    tail = tiles % programs if split > 1 else 0
-    return (min(programs, tiles - tail + tail * split),)
+    tiles, tail, split = _round_tail(M, N, K, sms, meta)
+    return (min(sms * meta["PER_SM"], tiles - tail + tail * split),)
 
 
 @functools.lru_cache(maxsize=None)
@@ -254,14 +261,9 @@ def tail_scratch_sizes(M: int, N: int, K: int, sms: int, configs) -> tuple[int, 
     when none splits its tail."""
     ws = tails = 0
     for c in configs:
-        k = c.kwargs
-        tiles = triton.cdiv(M, k["BLOCK_M"]) * triton.cdiv(N, k["BLOCK_N"])
-        programs = sms * k["PER_SM"]
-        split = tail_split(tiles, programs, triton.cdiv(K, k["BLOCK_K"]), k["TAIL_SPLIT"])
-        if split > 1:
-            tail = tiles % programs
-            ws = max(ws, tail * split * k["BLOCK_M"] * k["BLOCK_N"])
-            tails = max(tails, tail)
+        _, tail, split = _round_tail(M, N, K, sms, c.kwargs)
+        ws = max(ws, tail * split * c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])
+        tails = max(tails, tail)
     return ws, tails
 
 
