@@ -325,9 +325,13 @@ def test_run_metadata_records_the_gemm_kernel_choices(tmp_path, monkeypatch):
     from vitbench.kernels import _dispatch
 
     monkeypatch.setattr(_dispatch, "_CHOICES", {
-        ("matmul", (8, 197, 768), 768, 2304, torch.bfloat16, "none", True, False, "cuda:0"): "tma"})
+        ("matmul", (8, 197, 768), 768, 2304, torch.bfloat16, "none", True, False, "cuda:0"): "tma",
+        ("matmul-rows", (32, 197, 3072), 3072, 768, torch.bfloat16, "residual", True, True, "cuda:0",
+         3072, 768, 768): "rows 5632+672"})
     meta = _tiny_run_meta(tmp_path)
-    assert meta["kernel_choices"] == ["matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma"]
+    assert meta["kernel_choices"] == [
+        "matmul a=(8, 197, 768) n=2304 bfloat16 none bias -> tma",
+        "matmul-rows a=(32, 197, 3072) n=768 bfloat16 residual bias in-place -> rows 5632+672"]
 
 
 def test_run_metadata_records_the_autotune_picks(tmp_path, monkeypatch):

@@ -422,6 +422,7 @@ def test_gpu_matmul_auto_in_place(monkeypatch, epilogue):
     # The default mode on a GPU: both kernels timed on scratch data, the real call made once.
     _need_sm90()
     monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setenv("VITBENCH_ROW_SPLIT", "0")  # its own choice is tested in test_kernels_rowsplit
     timed = []
     real_timer = dispatch._median_ms
     monkeypatch.setattr(dispatch, "_median_ms", lambda fn: timed.append(fn) or real_timer(fn))

@@ -19,7 +19,7 @@ import triton.language as tl
 
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
-from vitbench.kernels import _common
+from vitbench.kernels import _common, _rowsplit
 from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, check_ln, check_stats, store_row_stats
@@ -426,8 +426,39 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     for an in-place residual add. Folded layernorm (vitbench.kernels._lnfold): with `ln`
     (LNFold(stats, colsum, eps)), a is a layernorm's raw input and w, bias its folded weights;
     with `row_stats` ([M, 2, N/32] fp32), the stored output's row stats are written there for the
-    next GEMM's `ln`.
+    next GEMM's `ln`. On a GPU, 16-bit calls whose last round of tiles would leave most SMs idle
+    may run as two GEMMs over row ranges (kernels/_rowsplit.py), where that timed faster.
     """
+    if ln is None and row_stats is None and _row_split_ok(a, w, bias, epilogue, residual, out, precision):
+        m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out)
+        if m1 is not None:
+            if out is None:
+                out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
+            return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out)
+    return _matmul_whole(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
+                         ln=ln, row_stats=row_stats)
+
+
+def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
+    """Whether a call may be row-split (kernels/_rowsplit.py): well-formed 16-bit arguments
+    (anything else goes whole, where a user's mistake gets its error)."""
+    tensors = [t for t in (a, w, bias, residual, out) if t is not None]
+    if not (all(isinstance(t, torch.Tensor) for t in tensors) and precision in ("ieee", "tf32")
+            and a.dtype in (torch.float16, torch.bfloat16)
+            and all(t.dtype == a.dtype and t.device == a.device for t in tensors)
+            and a.dim() in (2, 3) and w.dim() == 2 and w.shape[1] == a.shape[-1]
+            and (bias is None or tuple(bias.shape) == (w.shape[0],)) and epilogue in EPILOGUES
+            and (residual is not None) == (epilogue in _RESIDUAL_EPILOGUES)):
+        return False
+    shape = (*a.shape[:-1], w.shape[0])
+    return all(t is None or tuple(t.shape) == shape for t in (residual, out))
+
+
+def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+                  epilogue: str = "none", residual: torch.Tensor | None = None,
+                  precision: str = "ieee", out: torch.Tensor | None = None,
+                  ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
+    """matmul() as one GEMM (no row split): the TMA or the pointer kernel."""
     if (precision in ("ieee", "tf32") and isinstance(a, torch.Tensor)
             and a.dtype in (torch.float16, torch.bfloat16)
             and _tma_route(a, w, bias, epilogue, residual, out, ln, row_stats)):
