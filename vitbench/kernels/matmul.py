@@ -92,11 +92,6 @@ SPLIT_K_CONFIGS = [matmul_config(16, 32, 16, 2, 4, split=4)] if INTERPRETER else
     matmul_config(128, 128, 64, 4, 8, split=2),
     matmul_config(128, 128, 64, 3, 8, split=3),
     matmul_config(256, 64, 64, 3, 8, split=4),
-    # for the 672-row rest of batch 32's FC2 after a row split (kernels/_rowsplit.py): 64-row tiles
-    # re-read the 4.7 MB of weights from L2 once per row tile (11 times; 16.8 us, profiled on an
-    # H100 at 80e80d4, with 64x128 SPLIT_K 4); 128-row tiles halve that
-    matmul_config(128, 128, 64, 3, 8, split=4),
-    matmul_config(128, 256, 64, 3, 8, split=4),
 ]
 # fp32 only (kept by prune_by_smem for 4-byte operands): exact fp32 dots run on the CUDA cores, not
 # the tensor cores. Compiled offline for sm_90 (fp32, ieee): the 128-wide configs above that fit
@@ -113,10 +108,9 @@ FP32_CONFIGS = [] if INTERPRETER else [
 
 
 # split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
-# than this many bytes are not tried. split_k_ok keeps, of the eleven SPLIT_K_CONFIGS at ViT-B/16
-# shapes: batch 1, all for FC2 and nine for QKV, FC1 and the out-projection (at K = 768 two have
-# too few K steps per share); batch 8, none for QKV and FC1, two for FC2 and the out-projection;
-# batch 32, none; ten for the 672-row rest of a row-split batch-32 FC2.
+# than this many bytes are not tried. split_k_ok keeps, of the nine SPLIT_K_CONFIGS at ViT-B/16
+# shapes: batch 1, all for FC2 and seven for QKV, FC1 and the out-projection (at K = 768 two have
+# too few K steps per share); batch 8, none for QKV and FC1, two for FC2 and the out-projection.
 SPLIT_WS_BYTES = 16 << 20
 
 
