@@ -89,9 +89,8 @@ def test_launchers_are_restored_and_kernel_names_exist(run):
     assert modules.matmul is K.matmul and modules.attention is K.attention
     assert modules.layernorm is K.layernorm and modules.patch_embed is K.patch_embed
     for launcher, (kernel, _) in P.LAUNCHERS.items():
-        # Exported launchers name their module; the others (matmul_tma) are modules of that name.
-        where = (getattr(K, launcher).__module__ if launcher in K.__all__
-                 else f"vitbench.kernels.{launcher}")
+        # Exported launchers name their module; the nested ones are listed with theirs.
+        where = getattr(K, launcher).__module__ if launcher in K.__all__ else P.NESTED[launcher]
         assert hasattr(importlib.import_module(where), kernel), (launcher, kernel)
 
 
@@ -136,6 +135,34 @@ def test_matmul_sent_to_the_tma_kernel_counts_as_that_kernel_once(monkeypatch):
     assert sum(x.flops for x in gemms(counts["tma"])) == sum(x.flops for x in gemms(counts["pointer"]))
     assert importlib.import_module("vitbench.kernels.matmul_tma").matmul_tma.__module__ == \
         "vitbench.kernels.matmul_tma"  # restored
+
+
+def test_row_split_gemms_count_as_two_launches_with_their_rows_cost(monkeypatch):
+    # A row-split GEMM (kernels/_rowsplit.py) launches its kernel twice: both launches counted,
+    # each with its rows' FLOPs, which add up to the unsplit GEMM's.
+    import torch
+
+    from vitbench.kernels import _rowsplit
+    from vitbench.model import checkpoints
+    from vitbench.model.modules import TritonViT
+
+    ckpt = checkpoints.random_weights(hf_config(MODEL), seed=0, head=True)
+    vit = TritonViT(ckpt.spec, ckpt.local).half()
+    x = torch.rand(2, ckpt.spec.channels, ckpt.spec.image_h, ckpt.spec.image_w).half()
+    counts = {}
+    for split in (False, True):
+        monkeypatch.setattr(_rowsplit, "choose",
+                            lambda gemm, a, *rest: 8 if split and a.numel() // a.shape[-1] > 8 else None)
+        launches: list[P.Launch] = []
+        with P.instrumented(modules, launches):
+            vit(x)
+        counts[split] = [x for x in launches if x.kernel == "_matmul_kernel"]
+    whole, split = counts[False], counts[True]
+    assert len(split) > len(whole)
+    assert sum(x.flops for x in split) == sum(x.flops for x in whole)
+    assert sum(x.bytes for x in split) > sum(x.bytes for x in whole)  # W is read by both launches
+    assert importlib.import_module("vitbench.kernels.matmul")._matmul_pointer.__module__ == \
+        "vitbench.kernels.matmul"  # restored
 
 
 @pytest.mark.parametrize("args, word", [

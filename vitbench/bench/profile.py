@@ -106,12 +106,14 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "softmax": ("_softmax_kernel", _cost_softmax),
     "bmm": ("_bmm_kernel", _cost_bmm),
     "matmul_tma": ("_matmul_tma_kernel", _cost_matmul),
+    "_matmul_pointer": ("_matmul_kernel", _cost_matmul),
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
-# Launchers another launcher may call instead of launching its own kernel (matmul() sends some
-# calls to matmul_tma()): wrapped in their own module too, so such a call counts as the kernel that
-# really ran (the outer launcher records nothing when a nested one did).
-NESTED = {"vitbench.kernels.matmul_tma": "matmul_tma"}
+# Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
+# sends each GEMM to matmul_tma() or _matmul_pointer(), once, or twice when it splits the rows
+# (kernels/_rowsplit.py). Wrapped in their own module too, so each launch counts as the kernel that
+# really ran, with its own rows' cost (the outer launcher records nothing when a nested one did).
+NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul"}
 
 
 @dataclass
@@ -152,7 +154,7 @@ def instrumented(namespace: Any, launches: list[Launch] | None) -> Iterator[None
     try:
         for name in LAUNCHERS:
             patch(namespace, name)
-        for module, name in NESTED.items():
+        for name, module in NESTED.items():
             patch(importlib.import_module(module), name)
         yield
     finally:
