@@ -35,10 +35,10 @@ def test_split_points_vit_b16_on_132_sms():
     """ViT-B/16 row counts (197 per image) on an H100's 132 SMs: batch 32 splits at 5,632 rows
     (whole rounds of every tile shape), batch 8 at 1,408, batch 1 and 256 not at all."""
     for n in (768, 2304, 3072):
-        assert rowsplit.split_points(32 * 197, n, 132) == [5632]
-        assert rowsplit.split_points(8 * 197, n, 132) == [1408]
-        assert rowsplit.split_points(197, n, 132) == []
-        assert rowsplit.split_points(256 * 197, n, 132) == []
+        assert rowsplit.split_points(32 * 197, n, 132) == (5632,)
+        assert rowsplit.split_points(8 * 197, n, 132) == (1408,)
+        assert rowsplit.split_points(197, n, 132) == ()
+        assert rowsplit.split_points(256 * 197, n, 132) == ()
 
 
 @pytest.mark.parametrize("M", [150, 197, 1000, 1576, 6304, 25216, 50432])
@@ -48,7 +48,7 @@ def test_split_points_are_whole_rounds(M, N, sms):
     """Each point: rows [0, m1) are whole rounds for some tile shape that wastes more than
     MIN_WASTE of its rounds on all M rows, and the rest is at most MAX_REST of M."""
     points = rowsplit.split_points(M, N, sms)
-    assert len(points) <= rowsplit.MAX_POINTS and points == sorted(points, reverse=True)
+    assert len(points) <= rowsplit.MAX_POINTS and list(points) == sorted(points, reverse=True)
     for m1 in points:
         assert 0 < m1 < M and M - m1 <= rowsplit.MAX_REST * M
 
@@ -100,7 +100,7 @@ def test_matmul_times_the_split_once_and_keeps_the_faster(monkeypatch, winner):
     """150 rows on 2 SMs (64-row tiles: 1.5 rounds) -> split point 128. The first call times the
     whole GEMM and the split on scratch outputs (an in-place residual is added once), caches the
     faster; the second call times nothing and runs the cached choice."""
-    assert rowsplit.split_points(150, 24, 2) == [128]
+    assert rowsplit.split_points(150, 24, 2) == (128,)
     timed = _as_if_on_a_gpu(monkeypatch, winner)
     runs = []
     real_run = rowsplit.run_split
@@ -134,6 +134,57 @@ def test_matmul_row_split_off_and_not_applicable(monkeypatch):
         matmul_mod.matmul(a, w, bias)
 
 
+def test_split_points_degenerate_shapes():
+    for M, N, sms in ((0, 768, 132), (6304, 0, 132), (6304, 768, 0), (1, 1, 1)):
+        assert rowsplit.split_points(M, N, sms) == ()
+
+
+def test_matmul_empty_shapes_are_not_split(monkeypatch):
+    """M, N or K of 0: the whole call's result (empty, or bias only), nothing timed."""
+    timed = _as_if_on_a_gpu(monkeypatch, "rows")
+    for shape_a, n in (((0, 32), 24), ((2, 0, 32), 24), ((150, 32), 0), ((150, 0), 24)):
+        a = torch.randn(*shape_a).half()
+        w, bias = torch.randn(n, shape_a[-1]).half(), torch.randn(n).half()
+        shape = (*shape_a[:-1], n)
+        got = matmul_mod.matmul(a, w, bias)
+        assert tuple(got.shape) == shape
+        if got.numel():
+            assert rel_err(got, linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
+    assert timed == [] and dispatch.choices() == {}
+
+
+def test_matmul_out_overlapping_an_input_across_the_halves_is_an_error(monkeypatch):
+    """out overlapping the residual only in rows the other half reads: the whole call's error,
+    before anything is timed or written."""
+    timed = _as_if_on_a_gpu(monkeypatch, "rows")
+    a, w, bias, _, _ = make((150, 32), 24, torch.float16, "none")
+    buf = torch.randn(278, 24).half()
+    before = buf.clone()
+    with pytest.raises(VitbenchError, match="overlaps residual"):
+        matmul_mod.matmul(a, w, bias, epilogue="residual", residual=buf[0:150], out=buf[128:278])
+    assert timed == [] and torch.equal(buf, before)
+
+
+def test_split_is_timed_in_the_real_calls_layout(monkeypatch):
+    """A strided out (every other column of a wider buffer): the timed halves write outputs of
+    the real out's strides, so their own choices are the ones the real call looks up."""
+    _as_if_on_a_gpu(monkeypatch, "rows")
+    seen = []
+    real = matmul_mod._matmul_whole
+
+    def spy(a, w, bias=None, **kw):
+        seen.append(kw["out"].stride())
+        return real(a, w, bias, **kw)
+
+    monkeypatch.setattr(matmul_mod, "_matmul_whole", spy)
+    a, w, bias, _, _ = make((150, 32), 24, torch.float16, "none")
+    wide = poisoned((150, 48), torch.float16, DEVICE)
+    out = wide[:, ::2]
+    matmul_mod.matmul(a, w, bias, out=out)
+    assert rel_err(out, linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
+    assert len(seen) == 1 + 2 + 2 and set(seen) == {out.stride()}  # whole, split, the real halves
+
+
 def test_matmul_user_mistakes_still_get_their_errors(monkeypatch):
     """Malformed arguments skip the split and reach the whole GEMM's checks."""
     _as_if_on_a_gpu(monkeypatch, "rows")
@@ -160,6 +211,10 @@ def test_gpu_row_split_fc2_batch32_in_place(monkeypatch):
     assert rel_err(h, expect) < tolerance(torch.bfloat16)
     (key, pick), = [(k, p) for k, p in dispatch.choices().items() if k[0] == "matmul-rows"]
     assert pick in ("whole", "rows 5632+672")
+    monkeypatch.setattr(dispatch, "_median_ms", lambda fn: pytest.fail("timed twice"))
+    h = res.clone()
+    matmul_mod.matmul(a, w, bias, epilogue="residual", residual=h, out=h)  # the cached choice
+    assert rel_err(h, expect) < tolerance(torch.bfloat16)
     h = res.clone()
     rowsplit.run_split(matmul_mod._matmul_whole, 5632, a, w, bias, "residual", h, h)
     assert rel_err(h, expect) < tolerance(torch.bfloat16)

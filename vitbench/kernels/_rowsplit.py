@@ -13,10 +13,13 @@ between the whole GEMM and each split is timed (kernels/_dispatch.py: CUDA-graph
 per shape, cached), so a split runs only where it measured faster.
 
 VITBENCH_ROW_SPLIT=0 turns it off (A/B runs); the interpreter and CPU never split (nothing to time).
+GEMMs with a folded layernorm (matmul's `ln` / `row_stats`) and fp32 GEMMs never split. The timing
+replays CUDA graphs, as the model runs: an eager caller also pays the second launch's host cost.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -41,10 +44,13 @@ def row_split_setting() -> bool:
                     "is mostly idle", default=True)
 
 
-def split_points(M: int, N: int, sms: int) -> list[int]:
+@functools.lru_cache(maxsize=None)
+def split_points(M: int, N: int, sms: int) -> tuple[int, ...]:
     """Row counts m1 (largest first) at which rows [0, m1) of an [M, N] output are whole rounds of
     tiles on `sms` SMs for a tile shape of TILES that wastes more than MIN_WASTE of its rounds on
     all M rows, and the rest, M - m1, is at most MAX_REST of M. Empty when none."""
+    if M <= 0 or N <= 0 or sms <= 0:
+        return ()
     points = set()
     for bm, bn in TILES:
         col_tiles = -(-N // bn)
@@ -55,7 +61,7 @@ def split_points(M: int, N: int, sms: int) -> list[int]:
         m1 = M // unit * unit
         if 0 < m1 < M and M - m1 <= MAX_REST * M:
             points.add(m1)
-    return sorted(points, reverse=True)[:MAX_POINTS]
+    return tuple(sorted(points, reverse=True)[:MAX_POINTS])
 
 
 def _rows(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -80,6 +86,11 @@ def run_split(gemm: Callable[..., torch.Tensor], m1: int, a: torch.Tensor, w: to
     return out
 
 
+def _like(t: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor with t's shape, strides, dtype and device."""
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+
+
 def _timed_here(a: torch.Tensor) -> bool:
     """Whether a split of this call can be timed: a CUDA tensor, outside the interpreter."""
     return not INTERPRETER and a.device.type == "cuda"
@@ -98,6 +109,8 @@ def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     if _rows(a) is None or (residual is not None and _rows(residual) is None) or (
             out is not None and _rows(out) is None):
         return None
+    if a.numel() == 0 or w.numel() == 0:
+        return None
     M, N = a.numel() // a.shape[-1], w.shape[0]
     points = split_points(M, N, _sm_count(a.device.index or 0))
     if not points:
@@ -112,8 +125,12 @@ def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     if hit is None:
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             return None  # nothing can be timed inside a capture: whole, uncached
-        res = residual.clone() if inplace else residual
-        scratch = res if inplace else torch.empty((*a.shape[:-1], N), dtype=a.dtype, device=a.device)
+        # scratch in the real call's layout (so the halves' own kernel choices, timed here, are
+        # the ones the real call looks up)
+        res = _like(residual).copy_(residual) if inplace else residual
+        scratch = res if inplace else (
+            _like(out) if out is not None
+            else torch.empty((*a.shape[:-1], N), dtype=a.dtype, device=a.device))
         kw = dict(epilogue=epilogue, residual=res, out=scratch)
         candidates = {"whole": lambda: gemm(a, w, bias, **kw)}
         for m1 in points:

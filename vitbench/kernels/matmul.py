@@ -441,7 +441,8 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
 
 def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
     """Whether a call may be row-split (kernels/_rowsplit.py): well-formed 16-bit arguments
-    (anything else goes whole, where a user's mistake gets its error)."""
+    (anything else goes whole, where a user's mistake gets its error; a bad `out` raises here, as
+    the whole call would)."""
     tensors = [t for t in (a, w, bias, residual, out) if t is not None]
     if not (all(isinstance(t, torch.Tensor) for t in tensors) and precision in ("ieee", "tf32")
             and a.dtype in (torch.float16, torch.bfloat16)
@@ -451,7 +452,14 @@ def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
             and (residual is not None) == (epilogue in _RESIDUAL_EPILOGUES)):
         return False
     shape = (*a.shape[:-1], w.shape[0])
-    return all(t is None or tuple(t.shape) == shape for t in (residual, out))
+    if not all(t is None or tuple(t.shape) == shape for t in (residual, out)):
+        return False
+    if out is not None:  # the whole call's check, once, before either half writes
+        same_view = (residual is not None and out.data_ptr() == residual.data_ptr()
+                     and out.stride() == residual.stride())
+        check_out(out, shape, a.dtype, {"a": a, "w": w, "bias": bias,
+                                        "residual": None if same_view else residual})
+    return True
 
 
 def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
