@@ -6,7 +6,9 @@
 #   bash tools/gpu_session.sh BUDGET_S "GPU: step step ..." ["GPU: step ..."] ...
 #
 # Steps:
-#   tests                  the `gpu` pytest set (timer-vs-profiler checks first, alone), junit xml
+#   tests[:K/N]            the `gpu` pytest set (timer-vs-profiler checks first, alone), junit xml;
+#                          tests:K/N only the K-th of N shards of its files (round-robin over the
+#                          sorted list; the timer checks in shard 1), for one shard per lane
 #   model:DTYPES[:FLAGS]   vitbench model, batches 1..256, every provider; fp32 runs ieee and tf32.
 #                          FLAGS (joined by +): tma|pointer (VITBENCH_MATMUL), nocls (--no-cls-only),
 #                          eager (VITBENCH_TUNE_GRAPH_BELOW_MS=0), pdl (VITBENCH_PDL=1),
@@ -58,7 +60,10 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
     tests)  # env TEST_FILES: only those files (default: the timer checks, then every file with gpu tests)
-      [ -n "${TEST_FILES:-}" ] || timeout "$(lim 150)" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
+      local shard=${arg:-1/1} files
+      files=${TEST_FILES:-$(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py | sort \
+        | awk -v k="${shard%/*}" -v n="${shard#*/}" '(NR - 1) % n == k - 1')}
+      [ -n "${TEST_FILES:-}" ] || [ "${shard%/*}" != 1 ] || timeout "$(lim 150)" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
         --junitxml="$dir/gputests_bench.xml" 2>&1 | tail -15
       # only the files that hold gpu tests (the others import plotly/selenium, absent there)
       # VITBENCH_MATMUL=pointer: the auto GEMM choice times both kernels at every new shape, which
@@ -66,7 +71,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       # SIGINT when time runs out: pytest then stops, names the failures so far (-rfE) and still
       # writes the junit xml (with SIGTERM, on 2026-11-27, 4 failures went unnamed)
       VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
-        ${TEST_FILES:-$(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py)} \
+        $files \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, b=1.8
       local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" batches=1,8,32,128,256
