@@ -11,6 +11,7 @@ F.linear (GEMM + bias), also for fused epilogues.
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
     python tools/epilogue_probe.py --kernel pointer --gemm fc2 --batch 1 --graph
     python tools/epilogue_probe.py --kernel pointer --extra-splits --gemm fc2 qkv --batch 1 --cold
+    python tools/epilogue_probe.py --kernel pointer --gemm fc2 --rows 5632 672 --graph   # row-split halves
 --kernel pointer: matmul.py's pointer kernel instead, each of its configs and SPLIT_K_CONFIGS forced
 (those the autotuner would try at the shape: shared memory, split_k_ok), through its launcher.
 --graph: time replays of a CUDA graph (triton's do_bench_cudagraph, L2 not flushed) instead of eager
@@ -133,7 +134,10 @@ def reference(a, w, b, epilogue, res):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gemm", nargs="+", choices=list(GEMMS), default=["fc1"], help="ViT-B/16 GEMMs")
-    p.add_argument("--batch", type=int, nargs="+", default=[256], help="images (M = 197 * batch)")
+    p.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="images (M = 197 * batch; default 256 unless --rows)")
+    p.add_argument("--rows", type=int, nargs="+", default=[],
+                   help="also GEMMs of these row counts (e.g. the halves of a row split, 5632 672)")
     p.add_argument("--epilogue", nargs="+", default=None,
                    help="only these epilogues (default: each GEMM's own list)")
     p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
@@ -163,10 +167,11 @@ def main() -> int:
     dev, dt = torch.device("cuda"), torch.bfloat16
     print(f"{torch.cuda.get_device_name()} ({sms} SMs)  bf16  torch {torch.__version__}  triton {triton.__version__}")
     torch.manual_seed(0)
-    for batch in args.batch:
+    batches = args.batch if args.batch is not None else ([] if args.rows else [256])
+    sizes = [(f"batch {b}", 197 * b) for b in batches] + [(f"rows {m}", m) for m in args.rows]
+    for label, M in sizes:
         for name in args.gemm:
             N, K, epilogues = GEMMS[name]
-            M = 197 * batch
             a = torch.randn(M, K, device=dev, dtype=dt)
             w = torch.randn(N, K, device=dev, dtype=dt) / K ** 0.5
             b = torch.randn(N, device=dev, dtype=dt)
@@ -178,7 +183,7 @@ def main() -> int:
                 def bench(fn):
                     return triton.testing.do_bench(fn, rep=args.rep, return_mode="median")
             cublas = bench(lambda: F.linear(a, w, b))
-            print(f"\n== batch {batch} {name} M={M} N={N} K={K}: cuBLAS F.linear {cublas:.4f} ms "
+            print(f"\n== {label} {name} M={M} N={N} K={K}: cuBLAS F.linear {cublas:.4f} ms "
                   f"({flops / cublas / 1e9:.1f} TFLOP/s)", flush=True)
             for epi in epilogues:
                 if args.epilogue and epi not in args.epilogue:

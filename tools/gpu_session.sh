@@ -20,6 +20,7 @@
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
 #   epi:GEMM+GEMM[:B.B]    tools/epilogue_probe.py: each TMA config forced, per epilogue, batches B
+#                          (:rM.M instead: GEMMs of M rows, e.g. :r5632.672, a row split's halves)
 #                          (env EPILOGUES="gelu residual": only those epilogues; env PROBE_ARGS:
 #                          more arguments, e.g. "--stagger 2000 4000 --per-sm 2")
 #   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ';
@@ -103,7 +104,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$t" python3 -m vitbench kernels --op "$(echo "${arg%@*}" | tr + ,)" "${cfg[@]}" \
         --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     epi)  # epi:GEMM+GEMM[:B.B]  tools/epilogue_probe.py: every TMA config forced, per epilogue
-      timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } --batch $(echo "${flag:-256}" | tr . " ") \
+      local sizes="--batch $(echo "${flag:-256}" | tr . " ")"
+      [[ $flag == r* ]] && sizes="--rows $(echo "${flag#r}" | tr . " ")"
+      timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } $sizes \
         ${EPILOGUES:+--epilogue $EPILOGUES} ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[epi] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
