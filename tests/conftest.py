@@ -1,4 +1,5 @@
-"""Shared test setup: seeded RNG per test and the `gpu` marker's skip reason."""
+"""Shared test setup: seeded RNG per test, the `gpu` marker's skip reason, and a clean cache of
+timed GEMM choices for the tests that ask for it."""
 
 import zlib
 
@@ -22,3 +23,14 @@ def pytest_collection_modifyitems(config, items):
 def _seed(request):
     # A different but reproducible draw per test: fresh inputs without flaky reruns.
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def fresh_gemm_choices():
+    # every test starts and ends with no cached GEMM choice (kernels/_dispatch.py; a failure must
+    # not leak one): use with pytestmark = pytest.mark.usefixtures("fresh_gemm_choices")
+    from vitbench.kernels import _dispatch
+
+    _dispatch.reset()
+    yield
+    _dispatch.reset()

@@ -28,13 +28,7 @@ tma_mod = importlib.import_module("vitbench.kernels.matmul_tma")
 RESIDUAL = ("residual", "gelu_residual")
 dispatch = importlib.import_module("vitbench.kernels._dispatch")
 
-
-@pytest.fixture(autouse=True)
-def _fresh_choices():
-    # every test starts and ends with no cached GEMM choice (a failure must not leak one)
-    dispatch.reset()
-    yield
-    dispatch.reset()
+pytestmark = pytest.mark.usefixtures("fresh_gemm_choices")
 
 
 def rand(*shape, dtype=torch.float32, scale=1.0):

@@ -23,12 +23,7 @@ matmul_mod = importlib.import_module("vitbench.kernels.matmul")
 rowsplit = importlib.import_module("vitbench.kernels._rowsplit")
 dispatch = importlib.import_module("vitbench.kernels._dispatch")
 
-
-@pytest.fixture(autouse=True)
-def _fresh_choices():
-    dispatch.reset()
-    yield
-    dispatch.reset()
+pytestmark = pytest.mark.usefixtures("fresh_gemm_choices")
 
 
 def test_split_points_vit_b16_on_132_sms():
