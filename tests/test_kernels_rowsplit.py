@@ -85,6 +85,8 @@ def _as_if_on_a_gpu(monkeypatch, winner):
     real_fastest = dispatch.fastest
     monkeypatch.setattr(rowsplit, "_timed_here", lambda a: True)
     monkeypatch.setattr(rowsplit, "_sm_count", lambda index: 2)
+    monkeypatch.setattr(importlib.import_module("vitbench.kernels.matmul_splitk"), "_sm_count",
+                        lambda index: 2)  # the rests' two-pass: no candidate on 2 SMs
     monkeypatch.setattr(rowsplit._dispatch, "fastest", fake_fastest)
     monkeypatch.delenv(rowsplit.ROW_SPLIT_ENV, raising=False)
     return timed

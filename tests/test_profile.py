@@ -139,30 +139,36 @@ def test_matmul_sent_to_the_tma_kernel_counts_as_that_kernel_once(monkeypatch):
 
 def test_row_split_gemms_count_as_two_launches_with_their_rows_cost(monkeypatch):
     # A row-split GEMM (kernels/_rowsplit.py) launches its kernel twice: both launches counted,
-    # each with its rows' FLOPs, which add up to the unsplit GEMM's.
+    # each with its rows' FLOPs, which add up to the unsplit GEMM's; likewise when the second
+    # launch is the two-pass split-K (counted as its partial-product kernel).
     import torch
 
-    from vitbench.kernels import _rowsplit
+    from vitbench.kernels import _rowsplit, matmul_splitk
     from vitbench.model import checkpoints
     from vitbench.model.modules import TritonViT
 
     ckpt = checkpoints.random_weights(hf_config(MODEL), seed=0, head=True)
     vit = TritonViT(ckpt.spec, ckpt.local).half()
     x = torch.rand(2, ckpt.spec.channels, ckpt.spec.image_h, ckpt.spec.image_w).half()
+    gemms = ("_matmul_kernel", "_splitk_partial_kernel")
     counts = {}
-    for split in (False, True):
-        monkeypatch.setattr(_rowsplit, "choose",
-                            lambda gemm, a, *rest: 8 if split and a.numel() // a.shape[-1] > 8 else None)
+    for mode in ("whole", "split", "two-pass"):
+        monkeypatch.setattr(_rowsplit, "choose", lambda gemm, a, *args, **kw: (
+            8 if mode != "whole" and a.numel() // a.shape[-1] > 8 else None))
+        monkeypatch.setattr(matmul_splitk, "choose", lambda *args: (
+            matmul_splitk.TwoPass(16, 32, 16, 2, 4, 2) if mode == "two-pass" else None))
         launches: list[P.Launch] = []
         with P.instrumented(modules, launches):
             vit(x)
-        counts[split] = [x for x in launches if x.kernel == "_matmul_kernel"]
-    whole, split = counts[False], counts[True]
-    assert len(split) > len(whole)
-    assert sum(x.flops for x in split) == sum(x.flops for x in whole)
+        counts[mode] = [x for x in launches if x.kernel in gemms]
+    whole, split, two = counts["whole"], counts["split"], counts["two-pass"]
+    assert len(split) > len(whole) and len(two) == len(split)
+    assert {x.kernel for x in two} == set(gemms) and {x.kernel for x in split} == {gemms[0]}
+    assert sum(x.flops for x in split) == sum(x.flops for x in whole) == sum(x.flops for x in two)
     assert sum(x.bytes for x in split) > sum(x.bytes for x in whole)  # W is read by both launches
     assert importlib.import_module("vitbench.kernels.matmul")._matmul_pointer.__module__ == \
         "vitbench.kernels.matmul"  # restored
+    assert matmul_splitk.matmul_splitk.__module__ == "vitbench.kernels.matmul_splitk"
 
 
 @pytest.mark.parametrize("args, word", [

@@ -23,6 +23,8 @@ fitted form the launcher uses for 16-bit outputs.
 --early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
 the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
 cycles (the second program of each SM starts that much later, so the two run out of phase).
+--two-pass (with --kernel pointer): also the two-pass split-K candidates of the shape
+(kernels/matmul_splitk.py `candidates`, each also with fewer shares), tagged "2pass".
 --tail: also each config's tail-split variant (its last, partial round of tiles summed in shares of
 K; matmul_tma.with_tail_split, tagged "tailN") where it splits at the shape: the A/B of the split.
 """
@@ -37,8 +39,10 @@ import torch
 import torch.nn.functional as F
 import triton
 
+import dataclasses
 import importlib
 
+from vitbench.kernels import matmul_splitk as SK
 from vitbench.kernels import matmul_tma as T
 from vitbench.kernels._common import _FixedConfig, graph_ms
 from vitbench.kernels._pdl import launch_opts
@@ -51,7 +55,9 @@ GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
 MM = importlib.import_module("vitbench.kernels.matmul")  # the module (the package exports the function)
 
 
-def tag(cfg: triton.Config) -> str:
+def tag(cfg) -> str:
+    if isinstance(cfg, SK.TwoPass):
+        return cfg.tag
     k = cfg.kwargs
     if "SPLIT_K" in k:  # a pointer-kernel config
         return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
@@ -108,6 +114,20 @@ def run_pointer(cfg, a, w, b, res, out, epilogue, sms):
     MM._matmul_pointer(a, w, b, epilogue=epilogue, residual=res, out=out)
 
 
+def two_pass_configs(M: int, N: int, K: int, sms: int) -> list:
+    """matmul_splitk.candidates at this shape, each also with one share fewer and half the shares."""
+    out = []
+    for c in SK.candidates(M, N, K, sms):
+        for split in dict.fromkeys((c.split, c.split - 1, max(2, c.split // 2))):
+            if split >= 2:
+                out.append(dataclasses.replace(c, split=split))
+    return list(dict.fromkeys(out))
+
+
+def run_two_pass(cfg, a, w, b, res, out, epilogue, sms):
+    SK.matmul_splitk(a, w, b, config=cfg, epilogue=epilogue, residual=res, out=out)
+
+
 def run_config(cfg, a, w, b, res, out, epilogue, sms):
     M, K = a.shape
     N = w.shape[0]
@@ -154,6 +174,8 @@ def main() -> int:
                    help="which GEMM kernel's configs to force")
     p.add_argument("--extra-splits", action="store_true",
                    help="--kernel pointer: also EXTRA_SPLIT_CONFIGS (split-K candidates not autotuned)")
+    p.add_argument("--two-pass", action="store_true",
+                   help="--kernel pointer: also the two-pass split-K candidates (matmul_splitk)")
     p.add_argument("--graph", action="store_true",
                    help="time CUDA-graph replays (no L2 flush) instead of eager launches")
     p.add_argument("--cold", action="store_true",
@@ -195,6 +217,8 @@ def main() -> int:
                     continue  # the pointer launcher picks the GELU form by dtype
                 if args.kernel == "pointer":
                     cands, launch = pointer_configs(M, N, K, a.element_size(), args.extra_splits), run_pointer
+                    if args.two_pass:
+                        cands += two_pass_configs(M, N, K, sms)
                 else:
                     cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm)
                              if T.fits(c, a.element_size(), "residual" in epi)]  # else pruned
@@ -203,13 +227,14 @@ def main() -> int:
                     launch = run_config
                 for cfg in cands:
                     out = poisoned((M, N), dt, dev)
+                    run = run_two_pass if isinstance(cfg, SK.TwoPass) else launch
                     try:
-                        launch(cfg, a, w, b, res, out, epi, sms)
+                        run(cfg, a, w, b, res, out, epi, sms)
                         err = rel_err(out, ref)
                         if not err <= 1e-2:
                             print(f"  {epi:9} {tag(cfg):34} WRONG rel_err={err:.2e}", flush=True)
                             continue
-                        ms = bench(lambda: launch(cfg, a, w, b, res, out, epi, sms))
+                        ms = bench(lambda: run(cfg, a, w, b, res, out, epi, sms))
                     except Exception as e:  # a config that does not compile or launch
                         print(f"  {epi:9} {tag(cfg):34} FAILED {type(e).__name__}: {str(e)[:100]}", flush=True)
                         continue

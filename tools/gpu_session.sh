@@ -14,6 +14,7 @@
 #                          eager (VITBENCH_TUNE_GRAPH_BELOW_MS=0), pdl (VITBENCH_PDL=1),
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
 #                          lnfold (VITBENCH_LN_FOLD=1), nofold (=0), attnpad (VITBENCH_ATTN_TAIL=0),
+#                          no2pass (VITBENCH_TWO_PASS=0),
 #                          b=1.8 (batches, '.'-separated);
 #                          with flags: providers triton + hf-sdpa (env MODEL_PROVIDERS: others)
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
@@ -74,8 +75,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         $files \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
-    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, b=1.8
-      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" batches=1,8,32,128,256
+    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, no2pass, b=1.8
+      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" twopass="" batches=1,8,32,128,256
       [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
       for f in ${flag//+/ }; do
         case $f in
@@ -88,6 +89,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
           lnfold) lnfold=1 ;;  # layernorms folded into the GEMMs (VITBENCH_LN_FOLD=1)
           nofold) lnfold=0 ;;  # never folded (VITBENCH_LN_FOLD=0; the default folds at batch 1-2)
           attnpad) attnpad=1 ;;  # attention's ragged ends padded to full blocks (VITBENCH_ATTN_TAIL=0)
+          no2pass) twopass=0 ;;  # row splits' rests never as a two-pass split-K (VITBENCH_TWO_PASS=0)
           b=*) batches=${f#b=} ;;
         esac
       done
@@ -96,7 +98,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       # set: turns into spaces, turned back here)
       local providers=${MODEL_PROVIDERS:-triton,hf-sdpa}
       [ -n "$flag" ] && extra+=(--providers "${providers// /,}")
-      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
+      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} ${twopass:+VITBENCH_TWO_PASS=$twopass} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
         --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
       local cfg=()

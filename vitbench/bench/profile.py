@@ -107,13 +107,15 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "bmm": ("_bmm_kernel", _cost_bmm),
     "matmul_tma": ("_matmul_tma_kernel", _cost_matmul),
     "_matmul_pointer": ("_matmul_kernel", _cost_matmul),
+    "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul),  # + its _splitk_sum_kernel, uncosted
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
 # sends each GEMM to matmul_tma() or _matmul_pointer(), once, or twice when it splits the rows
-# (kernels/_rowsplit.py). Wrapped in their own module too, so each launch counts as the kernel that
+# (kernels/_rowsplit.py), the second time maybe to matmul_splitk(). Wrapped in their own module too, so each launch counts as the kernel that
 # really ran, with its own rows' cost (the outer launcher records nothing when a nested one did).
-NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul"}
+NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul",
+          "matmul_splitk": "vitbench.kernels.matmul_splitk"}
 
 
 @dataclass

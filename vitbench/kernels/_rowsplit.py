@@ -76,19 +76,38 @@ def _rows(t: torch.Tensor | None) -> torch.Tensor | None:
 
 def run_split(gemm: Callable[..., torch.Tensor], m1: int, a: torch.Tensor, w: torch.Tensor,
               bias: torch.Tensor | None, epilogue: str, residual: torch.Tensor | None,
-              out: torch.Tensor) -> torch.Tensor:
-    """gemm on rows [0, m1), then on rows [m1, M), of 2-D views of a, residual and out (each
-    `gemm(a, w, bias, epilogue=, residual=, out=)` call is one unsplit GEMM); returns out."""
+              out: torch.Tensor, rest: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    """gemm on rows [0, m1), then `rest` (default: gemm) on rows [m1, M), of 2-D views of a,
+    residual and out (each `gemm(a, w, bias, epilogue=, residual=, out=)` call is one unsplit
+    GEMM); returns out."""
     a2, r2, o2 = _rows(a), _rows(residual), _rows(out)
-    for lo, hi in ((0, m1), (m1, a2.shape[0])):
-        gemm(a2[lo:hi], w, bias, epilogue=epilogue, residual=None if r2 is None else r2[lo:hi],
-             out=o2[lo:hi])
+    for fn, lo, hi in ((gemm, 0, m1), (rest or gemm, m1, a2.shape[0])):
+        fn(a2[lo:hi], w, bias, epilogue=epilogue, residual=None if r2 is None else r2[lo:hi],
+           out=o2[lo:hi])
     return out
 
 
 def _like(t: torch.Tensor) -> torch.Tensor:
     """An uninitialised tensor with t's shape, strides, dtype and device."""
     return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+
+
+def in_place(residual: torch.Tensor | None, out: torch.Tensor | None) -> bool:
+    """Whether `out` is `residual` (the same view): x = x + f(x) in place."""
+    return (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
+            and out.stride() == residual.stride())
+
+
+def scratch_outputs(a: torch.Tensor, N: int, residual: torch.Tensor | None, out: torch.Tensor | None,
+                    inplace: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(residual, out) to time a GEMM call on without touching the real out: scratch in the real
+    call's layout (so that kernel choices timed on them are the ones the real call looks up); an
+    in-place residual on a copy, which is then also the out."""
+    res = _like(residual).copy_(residual) if inplace else residual
+    scratch = res if inplace else (
+        _like(out) if out is not None
+        else torch.empty((*a.shape[:-1], N), dtype=a.dtype, device=a.device))
+    return res, scratch
 
 
 def _timed_here(a: torch.Tensor) -> bool:
@@ -98,10 +117,11 @@ def _timed_here(a: torch.Tensor) -> bool:
 
 def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
            bias: torch.Tensor | None, epilogue: str, residual: torch.Tensor | None,
-           out: torch.Tensor | None) -> int | None:
+           out: torch.Tensor | None, rest: Callable[..., torch.Tensor] | None = None) -> int | None:
     """The row m1 to split this call at, or None to run it whole: `split_points` of its shape,
-    each timed against the whole GEMM on the first call of the shape (on scratch outputs; an
-    in-place residual on a copy), then cached. None without a CUDA device, in the interpreter,
+    each (`gemm` on the first rows, `rest` (default gemm) on the others) timed against the whole
+    GEMM on the first call of the shape (on scratch outputs; an in-place residual on a copy), then
+    cached. None without a CUDA device, in the interpreter,
     with VITBENCH_ROW_SPLIT=0, for inputs with no 2-D row view, and during a graph capture of an
     untimed shape."""
     if not (_timed_here(a) and row_split_setting()):
@@ -115,8 +135,7 @@ def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     points = split_points(M, N, _sm_count(a.device.index or 0))
     if not points:
         return None
-    inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
-               and out.stride() == residual.stride())
+    inplace = in_place(residual, out)
     # the layout of _tma_route's key (vitbench.bench.metadata.kernel_choices unpacks its first 8)
     key = ("matmul-rows", tuple(a.shape), a.stride(-2), N, a.dtype, epilogue, bias is not None,
            inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
@@ -125,16 +144,11 @@ def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     if hit is None:
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             return None  # nothing can be timed inside a capture: whole, uncached
-        # scratch in the real call's layout (so the halves' own kernel choices, timed here, are
-        # the ones the real call looks up)
-        res = _like(residual).copy_(residual) if inplace else residual
-        scratch = res if inplace else (
-            _like(out) if out is not None
-            else torch.empty((*a.shape[:-1], N), dtype=a.dtype, device=a.device))
+        res, scratch = scratch_outputs(a, N, residual, out, inplace)
         kw = dict(epilogue=epilogue, residual=res, out=scratch)
         candidates = {"whole": lambda: gemm(a, w, bias, **kw)}
         for m1 in points:
             candidates[f"rows {m1}+{M - m1}"] = (
-                lambda m1=m1: run_split(gemm, m1, a, w, bias, epilogue, res, scratch))
+                lambda m1=m1: run_split(gemm, m1, a, w, bias, epilogue, res, scratch, rest))
         hit = _dispatch.fastest(key, candidates)
     return None if hit == "whole" else int(hit.split()[1].split("+")[0])

@@ -427,14 +427,16 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     (LNFold(stats, colsum, eps)), a is a layernorm's raw input and w, bias its folded weights;
     with `row_stats` ([M, 2, N/32] fp32), the stored output's row stats are written there for the
     next GEMM's `ln`. On a GPU, 16-bit calls whose last round of tiles would leave most SMs idle
-    may run as two GEMMs over row ranges (kernels/_rowsplit.py), where that timed faster.
+    may run as two GEMMs over row ranges (kernels/_rowsplit.py), the second of them as a two-pass
+    split-K (kernels/matmul_splitk.py), each where that timed faster.
     """
     if ln is None and row_stats is None and _row_split_ok(a, w, bias, epilogue, residual, out, precision):
-        m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out)
+        m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out, rest=_matmul_rest)
         if m1 is not None:
             if out is None:
                 out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
-            return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out)
+            return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out,
+                                       rest=_matmul_rest)
     return _matmul_whole(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
                          ln=ln, row_stats=row_stats)
 
@@ -460,6 +462,20 @@ def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
         check_out(out, shape, a.dtype, {"a": a, "w": w, "bias": bias,
                                         "residual": None if same_view else residual})
     return True
+
+
+def _matmul_rest(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 epilogue: str = "none", residual: torch.Tensor | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """The second GEMM of a row split (few rows): the two-pass split-K where it timed faster
+    (kernels/matmul_splitk.py), else one GEMM."""
+    from vitbench.kernels import matmul_splitk
+
+    config = matmul_splitk.choose(_matmul_whole, a, w, bias, epilogue, residual, out)
+    if config is not None:
+        return matmul_splitk.matmul_splitk(a, w, bias, config=config, epilogue=epilogue,
+                                           residual=residual, out=out)
+    return _matmul_whole(a, w, bias, epilogue=epilogue, residual=residual, out=out)
 
 
 def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -546,11 +562,9 @@ def _placeholders(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return _PLACEHOLDERS[str(device)]
 
 
-def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
-                    epilogue: str = "none", residual: torch.Tensor | None = None,
-                    precision: str = "ieee", out: torch.Tensor | None = None,
-                    ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
-    """matmul() on the pointer kernel (this file's), whatever VITBENCH_MATMUL says."""
+def checked_args(a, w, bias, epilogue: str, residual, precision: str, out) -> tuple:
+    """The pointer launchers' argument checks (VitbenchError naming the bad one):
+    (a, w, bias, residual, out, dtype, dot precision, in place), `out` made when None."""
     if epilogue not in EPILOGUES:
         raise VitbenchError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
     a = check_tensor("a", a, ndim=(2, 3), contiguous_last=False)
@@ -585,6 +599,17 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
         others = {"a": a, "w": w, "bias": bias, "residual": None if same_view else residual}
         out = check_out(out, out_shape, dtype, others)
         inplace = same_view
+    return a, w, bias, residual, out, dtype, dot_precision, inplace
+
+
+def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+                    epilogue: str = "none", residual: torch.Tensor | None = None,
+                    precision: str = "ieee", out: torch.Tensor | None = None,
+                    ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
+    """matmul() on the pointer kernel (this file's), whatever VITBENCH_MATMUL says."""
+    a, w, bias, residual, out, dtype, dot_precision, inplace = checked_args(
+        a, w, bias, epilogue, residual, precision, out)
+    K, N = a.shape[-1], w.shape[0]
     M = out.numel() // N if N else 0
     ln_args = _ln_args(ln, row_stats, M, N, K, a.device)
     if M == 0 or N == 0:
