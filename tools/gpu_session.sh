@@ -63,6 +63,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   case $kind in
     tests)  # env TEST_FILES: only those files (default: the timer checks, then every file with gpu tests)
       local shard=${arg:-1/1} files
+      # lanes running `tests` on different TEST_FILES write apart (named after the first file)
+      [ -z "${TEST_FILES:-}" ] || { dir="$dir-$(basename "${TEST_FILES%% *}" .py)"; mkdir -p "$dir"; }
       files=${TEST_FILES:-$(grep -l "mark.gpu" tests/test_*.py | grep -v test_bench_gpu.py | sort \
         | awk -v k="${shard%/*}" -v n="${shard#*/}" '(NR - 1) % n == k - 1')}
       [ -n "${TEST_FILES:-}" ] || [ "${shard%/*}" != 1 ] || timeout "$(lim 150)" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_bench_gpu.py -rfE \
