@@ -166,6 +166,7 @@ def test_row_split_gemms_count_as_two_launches_with_their_rows_cost(monkeypatch)
     assert {x.kernel for x in two} == set(gemms) and {x.kernel for x in split} == {gemms[0]}
     assert sum(x.flops for x in split) == sum(x.flops for x in whole) == sum(x.flops for x in two)
     assert sum(x.bytes for x in split) > sum(x.bytes for x in whole)  # W is read by both launches
+    assert sum(x.bytes for x in two) > sum(x.bytes for x in split)  # + the two-pass workspace
     assert importlib.import_module("vitbench.kernels.matmul")._matmul_pointer.__module__ == \
         "vitbench.kernels.matmul"  # restored
     assert matmul_splitk.matmul_splitk.__module__ == "vitbench.kernels.matmul_splitk"

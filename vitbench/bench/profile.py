@@ -58,6 +58,12 @@ def _cost_matmul(a, w, bias=None, *, residual=None, **_) -> tuple[int, int]:
     return matmul_cost(a.numel() // K, N, K, _size(a), bias is not None, residual is not None)
 
 
+def _cost_matmul_splitk(a, w, bias=None, *, config, residual=None, **_) -> tuple[int, int]:
+    # the GEMM's cost plus its fp32 workspace, written by pass 1 and read by pass 2
+    flops, nbytes = _cost_matmul(a, w, bias, residual=residual)
+    return flops, nbytes + 8 * config.split * (a.numel() // a.shape[-1]) * w.shape[0]
+
+
 def _cost_attention(q, k, v, **_) -> tuple[int, int]:
     B, H, T, d = q.shape  # self-attention: T_q = T_k in the ViT
     return attention_cost(B, H, T, d, _size(q))
@@ -107,7 +113,7 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "bmm": ("_bmm_kernel", _cost_bmm),
     "matmul_tma": ("_matmul_tma_kernel", _cost_matmul),
     "_matmul_pointer": ("_matmul_kernel", _cost_matmul),
-    "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul),  # + its _splitk_sum_kernel, uncosted
+    "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul_splitk),  # both passes' cost, on pass 1
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()

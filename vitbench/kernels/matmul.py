@@ -431,6 +431,9 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     split-K (kernels/matmul_splitk.py), each where that timed faster.
     """
     if ln is None and row_stats is None and _row_split_ok(a, w, bias, epilogue, residual, out, precision):
+        from vitbench.kernels import matmul_splitk
+
+        matmul_splitk.two_pass_setting()  # a bad value raises here, not inside the timing below
         m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out, rest=_matmul_rest)
         if m1 is not None:
             if out is None:

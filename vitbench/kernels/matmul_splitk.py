@@ -95,9 +95,10 @@ def _splitk_sum_kernel(
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     offs = rm.to(tl.int64)[:, None] * N + rn[None, :]
+    plane = M.to(tl.int64) * N  # one share's partials (int64: SPLIT * M * N may pass 2**31)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for s in tl.static_range(SPLIT):  # fixed order: the same bits every run
-        acc += tl.load(ws_ptr + s * M * N + offs, mask=mask, other=0.0)
+        acc += tl.load(ws_ptr + s * plane + offs, mask=mask, other=0.0)
     _epilogue(acc, rm, rn, rn % N, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
               stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE,
               GELU_FIT, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, BLOCK_M, BLOCK_N)
@@ -134,8 +135,9 @@ def two_pass_setting() -> bool:
 
 
 def candidates(M: int, N: int, K: int, sms: int) -> list[TwoPass]:
-    """Per tile shape of TILES: the largest SPLIT >= 2 with tiles * SPLIT <= sms, at least
-    MIN_STEPS BLOCK_K steps in every share (none empty) and a workspace within MAX_WS_BYTES.
+    """Per tile shape of TILES: the largest SPLIT >= 2 with tiles * SPLIT <= sms, shares of at
+    least MIN_STEPS BLOCK_K steps (the last may be shorter, never empty) and a workspace within
+    MAX_WS_BYTES.
     Shapes with a round of tiles or more get none (their tiles alone fill the SMs)."""
     out = []
     for bm, bn, bk, stages, warps in TILES:
@@ -149,6 +151,18 @@ def candidates(M: int, N: int, K: int, sms: int) -> list[TwoPass]:
     return out
 
 
+def _check_config(c: object) -> None:
+    """VitbenchError unless `c` is a TwoPass that can launch: power-of-2 tiles with BLOCK_K >= 16
+    (tl.dot's minimum), warps a power of 2, stages and split positive integers."""
+    if not isinstance(c, TwoPass):
+        raise VitbenchError(f"config must be a TwoPass, got {type(c).__name__}: {c!r}")
+    ints = (c.bm, c.bn, c.bk, c.stages, c.warps, c.split)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
+        raise VitbenchError(f"TwoPass fields must be integers >= 1, got {c!r}")
+    if any(v & (v - 1) for v in (c.bm, c.bn, c.bk, c.warps)) or min(c.bm, c.bn, c.bk) < 16:
+        raise VitbenchError(f"TwoPass tiles and warps must be powers of 2, tiles at least 16: {c!r}")
+
+
 def matmul_splitk(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                   config: TwoPass, epilogue: str = "none", residual: torch.Tensor | None = None,
                   out: torch.Tensor | None = None) -> torch.Tensor:
@@ -156,8 +170,7 @@ def matmul_splitk(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
     `config`: SPLIT partial products into an fp32 workspace, then their sum and the epilogue.
     `out` may alias `residual` (same view): each output element is read and written by one
     program of pass 2."""
-    if not isinstance(config, TwoPass) or config.split < 1:
-        raise VitbenchError(f"config must be a TwoPass with split >= 1, got {config!r}")
+    _check_config(config)
     a, w, bias, residual, out, dtype, _, _ = checked_args(a, w, bias, epilogue, residual, "ieee", out)
     K, N = a.shape[-1], w.shape[0]
     M = out.numel() // N if N else 0
