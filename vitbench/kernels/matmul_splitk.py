@@ -82,6 +82,7 @@ def _splitk_sum_kernel(
     ws_ptr,  # fp32 workspace [SPLIT, M, N] from _splitk_partial_kernel
     bias_ptr, res_ptr, out_ptr,  # as matmul.py's kernel (bias/res unused unless asked for)
     M, N, K, rows_inner,
+    plane,  # M * N: elements of one share's partials in the workspace
     stride_bias,
     stride_r0, stride_r1, stride_rn,  # residual: leading index, row, N
     stride_o0, stride_o1, stride_on,  # out: leading index, row, N
@@ -94,11 +95,11 @@ def _splitk_sum_kernel(
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = (rm[:, None] < M) & (rn[None, :] < N)
-    offs = rm.to(tl.int64)[:, None] * N + rn[None, :]
-    plane = M.to(tl.int64) * N  # one share's partials (int64: SPLIT * M * N may pass 2**31)
+    ws = ws_ptr + rm.to(tl.int64)[:, None] * N + rn[None, :]  # share 0's partials of this block
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for s in tl.static_range(SPLIT):  # fixed order: the same bits every run
-        acc += tl.load(ws_ptr + s * plane + offs, mask=mask, other=0.0)
+        acc += tl.load(ws, mask=mask, other=0.0)
+        ws += plane  # pointer steps of one share: no SPLIT * M * N product to overflow int32
     _epilogue(acc, rm, rn, rn % N, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
               stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE,
               GELU_FIT, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, BLOCK_M, BLOCK_N)
@@ -188,7 +189,7 @@ def matmul_splitk(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
         **opts, **meta)
     res = residual if residual is not None else out  # placeholder pointer when unused
     _splitk_sum_kernel[(triton.cdiv(M, SUM_BLOCK_M), triton.cdiv(N, SUM_BLOCK_N))](
-        ws, bias if bias is not None else w, res, out, M, N, K, rows_inner,
+        ws, bias if bias is not None else w, res, out, M, N, K, rows_inner, M * N,
         bias.stride(0) if bias is not None else 0, *rows(res), res.stride(-1),
         *rows(out), out.stride(-1),
         HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
