@@ -187,6 +187,10 @@ def test_two_pass_off_and_bad_setting(monkeypatch):
     out = matmul_mod.matmul(a, w, bias)
     assert rel_err(out, linear_ref(a, w, bias, "none", None)) < tolerance(torch.float16)
     assert [k for k, _ in timed] == ["matmul-rows", "matmul-rows"]
+    monkeypatch.delenv(splitk.TWO_PASS_ENV)  # on again: the split is timed again, with the two-pass
+    matmul_mod.matmul(a, w, bias)
+    assert [k for k, _ in timed][2:] == ["matmul-rows", "matmul-2pass", "matmul-2pass", "matmul-rows"]
+    assert sorted(k[-1] for k in dispatch.choices() if k[0] == "matmul-rows") == [False, True]
     monkeypatch.setenv(splitk.TWO_PASS_ENV, "2")
     with pytest.raises(VitbenchError, match="VITBENCH_TWO_PASS='2'"):
         splitk.two_pass_setting()

@@ -433,13 +433,14 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     if ln is None and row_stats is None and _row_split_ok(a, w, bias, epilogue, residual, out, precision):
         from vitbench.kernels import matmul_splitk
 
-        matmul_splitk.two_pass_setting()  # a bad value raises here, not inside the timing below
-        m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out, rest=_matmul_rest)
+        # read here, where a bad value raises (not inside the timing below); the row split's
+        # choice is cached per setting
+        rest = _matmul_rest if matmul_splitk.two_pass_setting() else None
+        m1 = _rowsplit.choose(_matmul_whole, a, w, bias, epilogue, residual, out, rest=rest)
         if m1 is not None:
             if out is None:
                 out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
-            return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out,
-                                       rest=_matmul_rest)
+            return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out, rest=rest)
     return _matmul_whole(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
                          ln=ln, row_stats=row_stats)
 
