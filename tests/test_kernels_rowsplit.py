@@ -199,8 +199,10 @@ def test_matmul_user_mistakes_still_get_their_errors(monkeypatch):
 def test_gpu_row_split_fc2_batch32_in_place(monkeypatch):
     """The real choice at the ViT-B/16 batch-32 FC2 shape, residual in place: timed once (whole
     and 5,632 + 672 rows), the residual added exactly once, the result within bf16 tolerance;
-    forcing the split gives the same result."""
+    forcing the split gives the same result. The split's 672-row rest is timed as one GEMM and as
+    each two-pass candidate (kernels/matmul_splitk.py: a "matmul-2pass" choice is cached)."""
     monkeypatch.delenv(rowsplit.ROW_SPLIT_ENV, raising=False)
+    monkeypatch.delenv("VITBENCH_TWO_PASS", raising=False)
     a, w, bias, res, _ = make((32, 197, 3072), 768, torch.bfloat16, "residual")
     expect = ref32(a, w, bias, "residual", res)
     h = res.clone()
@@ -208,6 +210,7 @@ def test_gpu_row_split_fc2_batch32_in_place(monkeypatch):
     assert rel_err(h, expect) < tolerance(torch.bfloat16)
     (key, pick), = [(k, p) for k, p in dispatch.choices().items() if k[0] == "matmul-rows"]
     assert pick in ("whole", "rows 5632+672")
+    assert any(k[0] == "matmul-2pass" for k in dispatch.choices())
     monkeypatch.setattr(dispatch, "_median_ms", lambda fn: pytest.fail("timed twice"))
     h = res.clone()
     matmul_mod.matmul(a, w, bias, epilogue="residual", residual=h, out=h)  # the cached choice

@@ -3,7 +3,7 @@ outputs, its candidates per shape, and the timed, cached choice for a row split'
 
 CPU (Triton interpreter): small fp32 / fp16 shapes, the choice made with a fake timer. The `gpu`
 set runs every candidate at the ViT-B/16 batch-32 and batch-8 rests in bf16 and fp16 against an
-fp32 reference, and the real choice inside matmul().
+fp32 reference (the real choice inside matmul() is test_kernels_rowsplit's GPU test).
 """
 
 from __future__ import annotations
@@ -226,19 +226,3 @@ def test_gpu_every_candidate(dtype, M, N, K, epilogue):
         splitk.matmul_splitk(a, w, bias, config=c, epilogue=epilogue,
                              residual=out if res is not None else None, out=out)
         assert rel_err(out, expect) < tolerance(dtype), c.tag
-
-
-@pytest.mark.gpu
-def test_gpu_matmul_batch32_fc2_with_the_rest_timed(monkeypatch):
-    """matmul() at the batch-32 FC2 shape, in place: the row split's rest timed as one GEMM and as
-    each two-pass candidate (a "matmul-2pass" choice is cached), the result within bf16
-    tolerance whichever wins."""
-    monkeypatch.delenv(rowsplit.ROW_SPLIT_ENV, raising=False)
-    monkeypatch.delenv(splitk.TWO_PASS_ENV, raising=False)
-    a, w, bias, res, _ = make((32, 197, 3072), 768, torch.bfloat16, "residual")
-    expect = ref32(a, w, bias, "residual", res)
-    h = res.clone()
-    matmul_mod.matmul(a, w, bias, epilogue="residual", residual=h, out=h)
-    assert rel_err(h, expect) < tolerance(torch.bfloat16)
-    kinds = {k[0] for k in dispatch.choices()}
-    assert {"matmul-rows", "matmul-2pass"} <= kinds
