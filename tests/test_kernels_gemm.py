@@ -249,7 +249,7 @@ def test_bmm_cost():
     ((2, 5, 8), (3, 8, 7), {}, "batch dims differ"),
     ((5, 8), (8, 7), {}, "a must have 3 or 4 dims"),
     ((2, 5, 8), (1, 2, 8, 7), {}, "b must have 3 dims"),
-    ((2, 5, 8), (2, 8, 7), {"precision": "bf16x3"}, "precision must be one of"),
+    ((2, 5, 8), (2, 8, 7), {"precision": "bf16x4"}, "precision must be one of"),
     ((2, 5, 8), (2, 8, 7), {"scale": "0.5"}, "scale must be a number"),
     ((2, 5, 8), (2, 8, 7), {"out": "x"}, "out must be a torch.Tensor"),
 ])

@@ -24,6 +24,8 @@
 #                          (:rM.M instead: GEMMs of M rows, e.g. :r5632.672, a row split's halves)
 #                          (env EPILOGUES="gelu residual": only those epilogues; env PROBE_ARGS:
 #                          more arguments, e.g. "--stagger 2000 4000 --per-sm 2")
+#   fp32:PREC+PREC[:B.B]  tools/fp32_probe.py: those fp32 precision modes on the ViT-B/16 GEMMs and
+#                          attention at batches B (default 32) against cuBLAS (env FP32_OPS: "fc1 attn")
 #   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ';
 #                          VALUE cannot hold ':' or a space)
 #   profile:B+B            vitbench profile at each batch
@@ -112,6 +114,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       [[ $flag == r* ]] && sizes="--rows $(echo "${flag#r}" | tr . " ")"
       timeout "$(lim)" python3 tools/epilogue_probe.py --gemm ${arg//+/ } $sizes \
         ${EPILOGUES:+--epilogue $EPILOGUES} ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[epi] /" ;;
+    fp32)  # fp32:PREC+PREC[:B.B]
+      timeout "$(lim)" python3 tools/fp32_probe.py --precision ${arg//+/ } --batch $(echo "${flag:-32}" | tr . " ") \
+        ${FP32_OPS:+--gemm $FP32_OPS} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[fp32] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     profile)

@@ -19,7 +19,13 @@ from vitbench.kernels._env import env_flag
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 NAME_OF_DTYPE = {v: k for k, v in DTYPE_NAMES.items()}
-PRECISIONS = ("ieee", "tf32")
+# fp32 matrix products (tl.dot input_precision; 16-bit operands ignore it): "ieee" exact fp32 FMAs on
+# the CUDA cores; "tf32" one TF32 tensor-core product (operands rounded to 10 mantissa bits);
+# "tf32x3" and "bf16x3" three tensor-core products of a two-way operand split (hi + lo, ~21-22
+# bits kept); "bf16x6" six bf16 products of a three-way split (hi + mid + lo holds all 24 bits of an
+# fp32 operand; the three smallest cross terms are dropped). The split modes are triton's own
+# (its F32DotTC / BF16DotTC passes).
+PRECISIONS = ("ieee", "tf32", "tf32x3", "bf16x3", "bf16x6")
 
 
 def dtype_from_name(name: str) -> torch.dtype:
@@ -149,10 +155,15 @@ def check_same_dtype(**tensors: torch.Tensor | None) -> torch.dtype:
 
 
 def check_precision(precision: str, dtype: torch.dtype) -> str:
-    """fp32 dots are exact ("ieee") unless the caller explicitly asks for "tf32"."""
+    """The tl.dot input_precision for `precision` (PRECISIONS) on `dtype` operands: fp32 dots are
+    exact ("ieee") unless the caller asks for another mode; 16-bit ones get "ieee" (ignored).
+    The interpreter computes every fp32 dot in fp32 with numpy and knows no "bf16x*" mode: it gets
+    "ieee" there (what it computes anyway)."""
     if precision not in PRECISIONS:
         raise VitbenchError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision if dtype == torch.float32 else "ieee"
+    if dtype != torch.float32 or (INTERPRETER and precision.startswith("bf16x")):
+        return "ieee"
+    return precision
 
 
 # Autotuning times each config for ~TUNE_REP_MS after TUNE_WARMUP_MS (Triton's defaults are

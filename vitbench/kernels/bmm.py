@@ -144,7 +144,7 @@ def bmm(a: torch.Tensor, b: torch.Tensor, *, scale: float = 1.0, transpose_b: bo
         *_lead_strides(b), stride_bk, stride_bn,
         *_lead_strides(out), out.stride(-2), out.stride(-1),
         float(scale),
-        PRECISION=dot_precision if dtype == torch.float32 else "tf32",
+        PRECISION=dot_precision,
         **launch_opts(),
     )
     return out

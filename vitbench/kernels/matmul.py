@@ -20,7 +20,7 @@ import triton.language as tl
 from vitbench._backend import INTERPRETER
 from vitbench.errors import VitbenchError
 from vitbench.kernels import _common, _rowsplit
-from vitbench.kernels._common import autotune, check_precision, check_same_dtype, check_tensor
+from vitbench.kernels._common import PRECISIONS, autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, check_ln, check_stats, store_row_stats
 from vitbench.kernels._pdl import launch_opts, pdl_start
@@ -105,6 +105,17 @@ FP32_CONFIGS = [] if INTERPRETER else [
     matmul_config(128, 64, 32, 3, 4),
     matmul_config(64, 128, 32, 3, 4),
 ]
+# fp32 with a tensor-core split precision ("tf32x3", "bf16x3", "bf16x6": _common.PRECISIONS) only,
+# beside FP32_CONFIGS: the split copies of each operand are made in registers every K step, so
+# tiles need 8 warps. Compiled offline for sm_90 (bf16x6, 2026-11-27): 128x128x32 with 4 stages
+# and 128x128x64 with 3 use 255 registers and spill 0 / 20 bytes; 128x256x32 spills 1.2 KB (tried
+# for its reuse all the same); GEMM_CONFIGS' 4-warp tiles above 64x64 spill 0.4-4 KB and are not
+# tried in these modes (prune_by_smem).
+SPLIT_PRECISION_CONFIGS = [] if INTERPRETER else [
+    matmul_config(128, 128, 32, 4, 8),
+    matmul_config(128, 128, 64, 3, 8),
+    matmul_config(128, 256, 32, 3, 8),
+]
 
 
 # split-K's fp32 workspace holds SPLIT_K partial tiles per output tile; configs that would need more
@@ -135,10 +146,14 @@ def prune_by_smem(configs, named_args, **kwargs):
     and split-K configs where `split_k_ok` says no."""
     itemsize = named_args["a_ptr"].element_size()
     M, N, K = (kwargs.get(n, named_args.get(n)) for n in ("M", "N", "K"))
+    split_mode = itemsize == 4 and kwargs.get("PRECISION", "ieee") not in ("ieee", "tf32")
     fits = [
         c for c in configs
         if c.num_stages * (c.kwargs["BLOCK_M"] + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * itemsize
         <= _SMEM_BYTES and (itemsize == 4 or not any(c is f for f in FP32_CONFIGS))
+        and (split_mode or not any(c is f for f in SPLIT_PRECISION_CONFIGS))
+        and not (split_mode and c.num_warps == 4 and c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 64 * 64
+                 and any(c is f for f in GEMM_CONFIGS))
         and (M is None or split_k_ok(c, M, N, K))
     ]
     return fits or [c for c in configs if _split_k(c) == 1][-1:] or configs[-1:]
@@ -319,7 +334,7 @@ try:
     _SPLIT_K_ON = split_k_setting() and not INTERPRETER
 except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: off
     _SPLIT_K_ON = False
-_CONFIGS = GEMM_CONFIGS + FP32_CONFIGS + (SPLIT_K_CONFIGS if _SPLIT_K_ON else [])
+_CONFIGS = GEMM_CONFIGS + FP32_CONFIGS + SPLIT_PRECISION_CONFIGS + (SPLIT_K_CONFIGS if _SPLIT_K_ON else [])
 _matmul = autotune(_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_smem})(
     _heuristic(_matmul_kernel)
 )
@@ -422,7 +437,7 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs, a fitted form within 2.6e-5
     for 16-bit ones), "gelu_tanh", "residual" (+ residual), "gelu_residual" (gelu(...) + residual).
     `residual` has the output's shape and is required exactly by the residual epilogues. fp32
-    inputs use exact "ieee" dots unless precision="tf32". `out` may alias `residual` (same view)
+    inputs use exact "ieee" dots unless precision names another mode (_common.PRECISIONS). `out` may alias `residual` (same view)
     for an in-place residual add. Folded layernorm (vitbench.kernels._lnfold): with `ln`
     (LNFold(stats, colsum, eps)), a is a layernorm's raw input and w, bias its folded weights;
     with `row_stats` ([M, 2, N/32] fp32), the stored output's row stats are written there for the
@@ -450,7 +465,7 @@ def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
     (anything else goes whole, where a user's mistake gets its error; a bad `out` raises here, as
     the whole call would)."""
     tensors = [t for t in (a, w, bias, residual, out) if t is not None]
-    if not (all(isinstance(t, torch.Tensor) for t in tensors) and precision in ("ieee", "tf32")
+    if not (all(isinstance(t, torch.Tensor) for t in tensors) and precision in PRECISIONS
             and a.dtype in (torch.float16, torch.bfloat16)
             and all(t.dtype == a.dtype and t.device == a.device for t in tensors)
             and a.dim() in (2, 3) and w.dim() == 2 and w.shape[1] == a.shape[-1]
@@ -487,7 +502,7 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
                   precision: str = "ieee", out: torch.Tensor | None = None,
                   ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """matmul() as one GEMM (no row split): the TMA or the pointer kernel."""
-    if (precision in ("ieee", "tf32") and isinstance(a, torch.Tensor)
+    if (precision in PRECISIONS and isinstance(a, torch.Tensor)
             and a.dtype in (torch.float16, torch.bfloat16)
             and _tma_route(a, w, bias, epilogue, residual, out, ln, row_stats)):
         from vitbench.kernels.matmul_tma import matmul_tma
@@ -624,8 +639,7 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
     ws, counters = _split_buffers(M, N, K, a.device, kernel)
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),  # noqa: E731
                          meta["SPLIT_K"])
-    # 16-bit operands ignore input_precision; pass triton's default for them.
-    precision_arg = dot_precision if dtype == torch.float32 else "tf32"
+    precision_arg = dot_precision  # check_precision: "ieee" for 16-bit operands (ignored)
 
     def launch(dst: torch.Tensor) -> None:
         kernel[grid](

@@ -203,7 +203,7 @@ def patch_embed(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         cls_token.stride(0) if cls_token is not None else 0,
         *(cls_out.stride() if cls_out is not None else (0, 0)),
         P=p, HAS_BIAS=bias is not None, HAS_POS=pos_embed is not None, HAS_CLS=cls_token is not None,
-        PRECISION=dot_precision if dtype == torch.float32 else "tf32",
+        PRECISION=dot_precision,
         **launch_opts(),
     )
     return out
