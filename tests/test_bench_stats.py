@@ -86,6 +86,12 @@ def test_roofline_compute_bound_uses_dtype_peak():
     assert roofline(flops, nbytes * 2, ms, "fp32", "ieee", PEAKS)[2] == pytest.approx(1200.0)
     assert roofline(flops, nbytes * 2, ms, "fp32", "tf32", PEAKS)[2] == pytest.approx(600 / 3.8)
     assert gemm_key("fp32", "tf32") == "tf32" and gemm_key("fp32", "") == "fp32"
+    # fp32 split modes: the tensor-core peak they run on over the products per fp32 product
+    bf16x6 = PEAKS["gemm_tflops"]["bf16"] / 6
+    assert roofline(flops, nbytes * 2, ms, "fp32", "bf16x6", PEAKS)[2] == pytest.approx(100 * 600 / bf16x6)
+    tf32x3 = PEAKS["gemm_tflops"]["tf32"] / 3
+    assert roofline(flops, nbytes * 2, ms, "fp32", "tf32x3", PEAKS)[2] == pytest.approx(100 * 600 / tf32x3)
+    assert gemm_key("fp32", "bf16x3") == "bf16" and gemm_key("bf16", "bf16x6") == "bf16"
 
 
 def test_roofline_without_peaks_has_no_percentage():

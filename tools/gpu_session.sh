@@ -15,7 +15,8 @@
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
 #                          lnfold (VITBENCH_LN_FOLD=1), nofold (=0), attnpad (VITBENCH_ATTN_TAIL=0),
 #                          no2pass (VITBENCH_TWO_PASS=0),
-#                          b=1.8 (batches, '.'-separated);
+#                          b=1.8 (batches, '.'-separated), p=bf16x6.tf32x3 (fp32 precisions;
+#                          default ieee.tf32);
 #                          with flags: providers triton + hf-sdpa (env MODEL_PROVIDERS: others)
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
 #                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
@@ -81,9 +82,10 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
     model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, no2pass, b=1.8
       local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" twopass="" batches=1,8,32,128,256
-      [[ $arg == *fp32* ]] && extra+=(--precision ieee,tf32)
+      local precs=ieee,tf32
       for f in ${flag//+/ }; do
         case $f in
+          p=*) precs=${f#p=}; precs=${precs//./,} ;;  # fp32 precisions, '.'-separated
           tma|pointer) mm=$f ;;
           nocls) extra+=(--no-cls-only) ;;
           eager) tune=0 ;;  # autotuning timed eagerly only (VITBENCH_TUNE_GRAPH_BELOW_MS=0)
@@ -97,6 +99,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
           b=*) batches=${f#b=} ;;
         esac
       done
+      [[ $arg == *fp32* ]] && extra+=(--precision "$precs")
       # a flagged run is an A/B against the default: the triton row and the HF SDPA baseline only
       # (env MODEL_PROVIDERS overrides that: set:MODEL_PROVIDERS=triton,hf-eager,... whose commas
       # set: turns into spaces, turned back here)

@@ -76,11 +76,27 @@ def measure_peaks() -> dict[str, Any]:
     return peaks
 
 
+# fp32 split modes: (the tensor-core peak they run on, products per fp32 product)
+SPLIT_MODES = {"tf32x3": ("tf32", 3), "bf16x3": ("bf16", 3), "bf16x6": ("bf16", 6)}
+
+
 def gemm_key(dtype: str, precision: str) -> str:
-    """Which GEMM peak applies to a row: its dtype, or "tf32" for fp32 with TF32 on."""
+    """Which GEMM peak applies to a row: its dtype, "tf32" for fp32 with TF32 on, or the
+    tensor-core dtype an fp32 split mode runs on (SPLIT_MODES)."""
     if dtype == "fp32":
+        if precision in SPLIT_MODES:
+            return SPLIT_MODES[precision][0]
         return "tf32" if precision == "tf32" else "fp32"
     return dtype
+
+
+def gemm_peak(peaks: dict | None, dtype: str, precision: str) -> float | None:
+    """The GEMM ceiling (TFLOP/s) of a row: gemm_key's measured peak, divided by the products an
+    fp32 split mode computes per fp32 product (bf16x6 at most 1/6 of the bf16 peak)."""
+    gemm = (peaks.get("gemm_tflops") or {}).get(gemm_key(dtype, precision)) if peaks else None
+    if gemm and dtype == "fp32" and precision in SPLIT_MODES:
+        return gemm / SPLIT_MODES[precision][1]
+    return gemm
 
 
 def roofline(
@@ -98,7 +114,7 @@ def roofline(
     tflops = flops / sec / 1e12 if flops else 0.0
     gbps = nbytes / sec / 1e9 if nbytes else 0.0
     copy = peaks.get("copy_gbps") if peaks else None
-    gemm = (peaks.get("gemm_tflops") or {}).get(gemm_key(dtype, precision)) if peaks else None
+    gemm = gemm_peak(peaks, dtype, precision)
     if copy and gemm and flops and nbytes:
         ridge = gemm * 1e12 / (copy * 1e9)  # FLOP per byte where both ceilings meet
         if flops / nbytes >= ridge:

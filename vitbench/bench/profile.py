@@ -35,6 +35,7 @@ import torch
 from vitbench._backend import DEVICE, HAS_CUDA, INTERPRETER
 from vitbench.bench.case import torch_dtype
 from vitbench.errors import VitbenchError
+from vitbench.kernels._common import PRECISIONS
 from vitbench.kernels.add import add_cost
 from vitbench.kernels.attention import attention_cost
 from vitbench.kernels.bmm import bmm_cost
@@ -236,10 +237,10 @@ def _check_inputs(model: str, batch: int, dtype: str, precision: str, graphs: bo
         dt = torch_dtype(dtype)
     except VitbenchError as exc:
         raise VitbenchError(f"--dtype: {exc}") from None
-    if precision not in ("ieee", "tf32"):
-        raise VitbenchError(f"--precision must be 'ieee' or 'tf32', got {precision!r}")
-    if precision == "tf32" and dt != torch.float32:
-        raise VitbenchError(f"--precision tf32 applies to fp32 only, not --dtype {dtype}")
+    if precision not in PRECISIONS:
+        raise VitbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "ieee" and dt != torch.float32:
+        raise VitbenchError(f"--precision {precision} applies to fp32 only, not --dtype {dtype}")
     if graphs and not ON_GPU:
         raise VitbenchError("--graphs needs a CUDA GPU (here Triton runs in the interpreter)")
     return dt

@@ -7,7 +7,7 @@ API (stable; suites build `Case`s and `Provider`s and call `run_suite`). `Case`,
     suite, op, case (short label), dtype ("fp32"|"fp16"|"bf16"), shape (dict of parameters),
     inputs() -> fresh random inputs (any object; handed to prepare() and reference()),
     reference(inputs) -> tensor or tuple of tensors in higher precision (float64) for the gate,
-    and optionally precision ("ieee"|"tf32" for fp32 matmuls, else ""), batch, size (x-axis
+    and optionally precision (fp32 matmuls: "ieee", "tf32" or a split mode, vitbench.kernels._common.PRECISIONS; else ""), batch, size (x-axis
     number), flops and bytes of one call (formulas stated by the suite), items per call
     (images -> items_per_s), tolerance (default `numerics.tolerance(dtype, precision)`),
     compare(out, ref) -> float (default: max ||out-ref||/||ref|| over the tensors),

@@ -20,7 +20,7 @@ COLUMNS: list[str] = [
     "case",  # short case label within the op, e.g. "fc1" or "b32"
     "provider",  # triton, torch, torch-compile, hf-eager, hf-sdpa, ...
     "dtype",  # fp32, fp16, bf16
-    "precision",  # ieee / tf32 for fp32 matmuls, "" otherwise
+    "precision",  # fp32 matmuls: ieee / tf32 / bf16x6 / tf32x3 / bf16x3, "" otherwise
     "shape",  # canonical "K=V;K=V" string of the shape parameters
     "batch",  # batch size where the case has one (model suite, vit set), else empty
     "size",  # one number that orders cases on a chart x-axis (elements, M, tokens...)

@@ -47,8 +47,9 @@ def model(
                                          "(default: the config's, on).",
     )] = None,
     precision: Annotated[Optional[str], typer.Option(
-        "--precision", help="fp32 rows only: ieee (exact fp32 matmuls, default) and/or tf32, "
-                            "comma separated; each gets its own labelled rows.",
+        "--precision", help="fp32 rows only, comma separated, each its own labelled rows: ieee "
+                            "(exact fp32 matmuls, default), tf32, or a tensor-core split that "
+                            "keeps fp32 accuracy: bf16x6, tf32x3 (bf16x3: nearly).",
     )] = None,
     compile_mode: Annotated[Optional[str], typer.Option(
         "--compile-mode", help="torch.compile mode of the torch-compile provider: default, "

@@ -43,7 +43,7 @@ def profile(
         "--dtype", help="fp32, fp16 or bf16 (default bf16 on a GPU, fp32 without one).",
     )] = None,
     precision: Annotated[str, typer.Option(
-        "--precision", help="fp32 only: ieee (exact matmuls, default) or tf32.",
+        "--precision", help="fp32 only: ieee (exact matmuls, default), tf32, bf16x6, tf32x3 or bf16x3.",
     )] = "ieee",
     weights: Annotated[str, typer.Option(
         "--weights", help="'random' (seeded HF init; default), a save_pretrained directory or a hub id.",

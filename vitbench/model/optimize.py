@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 
 from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
+from vitbench.kernels._common import PRECISIONS
 from vitbench.model.checkpoints import from_hf_model
 from vitbench.model.graphs import GRAPHS_AVAILABLE, GraphRunner
 from vitbench.model.modules import TritonViT
@@ -58,8 +59,8 @@ class OptimizedViT(nn.Module):
         dtype = dtype or next(iter(ckpt.local.values())).dtype
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise VitbenchError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
-        if precision not in ("ieee", "tf32"):
-            raise VitbenchError(f"precision must be 'ieee' or 'tf32', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise VitbenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.vit = TritonViT(ckpt.spec, ckpt.local, precision=precision).to(device=DEVICE, dtype=dtype)
         if graphs and not GRAPHS_AVAILABLE:
             raise VitbenchError("graphs=True needs a CUDA GPU (here Triton runs in the interpreter)")
@@ -148,7 +149,8 @@ def optimize(hf_model, *, dtype: torch.dtype | None = None, precision: str = "ie
              graphs: bool | None = None) -> OptimizedViT:
     """A drop-in, Triton-backed copy of an HF `ViTModel` / `ViTForImageClassification`.
 
-    dtype: defaults to the HF model's; precision: "ieee" (exact fp32 dots) or "tf32";
+    dtype: defaults to the HF model's; precision: "ieee" (exact fp32 dots), "tf32", or a
+    tensor-core split mode ("bf16x6", "tf32x3", "bf16x3"; vitbench.kernels._common.PRECISIONS);
     graphs: CUDA graphs per batch size (default: on when a GPU is present). The result is an
     `OptimizedViT` (isinstance holds) whose class name is the HF model's, for HF pipelines.
     """

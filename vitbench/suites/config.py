@@ -4,7 +4,7 @@ A kernel sweep file (``configs/kernels/<name>.yaml``)::
 
     description: LayerNorm rows sweep (original vit.triton: B=1, D=768)
     dtypes: [fp32, bf16]            # default for every case set
-    precisions: [ieee]              # fp32 rows of ops with matrix products: ieee and/or tf32
+    precisions: [ieee]              # fp32 rows of ops with matrix products: ieee, tf32, bf16x6, tf32x3, bf16x3
     providers: [triton, torch, torch-compile]
     timer: cold                     # cold | warm | graph | host (interpreter: always host)
     repeats: {budget_s: 0.25, min_reps: 10, max_reps: 1000, warmup_s: 0.03}

@@ -14,7 +14,9 @@ from vitbench.bench.case import Repeats
 from vitbench.errors import VitbenchError
 
 Dtype = Literal["fp32", "fp16", "bf16"]
-Precision = Literal["ieee", "tf32"]  # fp32 matrix products: exact, or TF32 tensor cores
+# fp32 matrix products: exact, TF32 tensor cores, or a tensor-core split that keeps fp32 accuracy
+# (the kernels' modes, vitbench.kernels._common.PRECISIONS)
+Precision = Literal["ieee", "tf32", "tf32x3", "bf16x3", "bf16x6"]
 TimerName = Literal["cold", "warm", "graph", "host"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
 PRECISIONS: tuple[str, ...] = get_args(Precision)

@@ -5,7 +5,7 @@
     weights: random                 # random | a save_pretrained directory | a hub id
     batches: [1, 8, 32, 128, 256]
     dtypes: [bf16]
-    precisions: [ieee]              # fp32 rows: ieee and/or tf32
+    precisions: [ieee]              # fp32 rows: ieee, tf32, bf16x6, tf32x3, bf16x3
     providers: [triton, hf-eager, hf-sdpa, torch-compile]
     compile_mode: reduce-overhead   # torch.compile mode of the torch-compile provider
     graphs: true                    # CUDA graphs for the triton provider (GPU only)
