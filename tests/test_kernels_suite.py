@@ -10,6 +10,7 @@ from vitbench._backend import HAS_CUDA, INTERPRETER
 from vitbench.bench.metadata import config_hash
 from vitbench.bench.schema import COLUMNS, META_KEYS, ROW_KEY
 from vitbench.cli import main
+from vitbench.errors import VitbenchError
 from vitbench.kernels.add import add_cost
 from vitbench.suites.kernels import device_slug, plan_kernels
 
@@ -143,6 +144,16 @@ def test_plan_matmul_precisions_and_providers():
     else:
         assert names == ["triton", "torch", "torch-compile"]
     assert [p.name for p in plan.providers if p.is_baseline] == ["torch"]
+
+
+def test_plan_precision_override():
+    # --precision replaces the file's fp32 precisions for ops with matrix products only
+    plan = plan_kernels("matmul,add", dtype="fp32", precision="bf16x6,tf32x3", quick=True)
+    mm = {c.precision for c in plan.cases if c.op == "matmul"}
+    add = {c.precision for c in plan.cases if c.op == "add"}
+    assert mm == {"bf16x6", "tf32x3"} and add == {""}
+    with pytest.raises(VitbenchError, match="--precision"):
+        plan_kernels("matmul", dtype="fp32", precision="bf16x9")
 
 
 def test_plan_op_filter_with_config_file():

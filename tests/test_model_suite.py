@@ -186,11 +186,13 @@ def test_shipped_config_is_valid():
 
 @pytest.mark.gpu
 def test_gpu_sweep_all_providers_ok(tmp_path):
-    plan = plan_model(batch="1,8", dtype="bf16,fp16", providers="triton,hf-eager,hf-sdpa,torch-compile")
+    # batch 1 only: batches 1 and 8 in both dtypes took over 8 minutes beside other tests (H100,
+    # 2026-11-27), each new shape autotuned; `vitbench model` runs cover the other batches
+    plan = plan_model(batch="1", dtype="bf16,fp16", providers="triton,hf-eager,hf-sdpa,torch-compile")
     assert plan.config["graphs"] and plan.timer == "cold"
     run_model(plan, out_dir=tmp_path, progress=False)
     rows = _rows(tmp_path)
-    assert len(rows) == 2 * 2 * 4
+    assert len(rows) == 1 * 2 * 4
     for r in rows:
         assert r["ok"] == "true", (r["case"], r["provider"], r["dtype"], r["error"], r["max_rel_err"])
     compile_rows = [r for r in rows if r["provider"] == "torch-compile"]

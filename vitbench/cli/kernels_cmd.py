@@ -26,6 +26,11 @@ def kernels(
         "--providers", help="Comma list from triton, torch, torch-compile (default: the config's; "
                             "torch-compile is left out in the interpreter unless named here).",
     )] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", help="fp32 rows of ops with matrix products (matmul, bmm, patch_embed, "
+                            "attention), comma separated, each its own labelled rows: ieee (exact), "
+                            "tf32, bf16x6, tf32x3, bf16x3 (default: the config's, ieee).",
+    )] = None,
     timer: Timer = None,
     out: Annotated[Optional[Path], out_option(
         "results/<device>, e.g. results/h100 or results/interpreter")] = None,
@@ -43,5 +48,5 @@ def kernels(
     from vitbench.suites.kernels import plan_kernels
 
     plan = plan_kernels(op, config=config, dtype=dtype, providers=providers, timer=timer,
-                        quick=quick)
+                        quick=quick, precision=precision)
     run(plan, out=out, resume=resume, no_progress=no_progress)

@@ -60,7 +60,7 @@ class OpSpec:
     optional: tuple[str, ...] = ()  # may be absent (no default)
     check_shape: Callable[[dict[str, int]], str | None] = lambda s: None
     check_options: Callable[[dict[str, Any]], str | None] = _check_options({})
-    dots: bool = False  # has matrix products: fp32 rows come in "ieee" / "tf32" precision
+    dots: bool = False  # has matrix products: fp32 rows come per precision (ieee, tf32, bf16x6, ...)
 
     @property
     def params(self) -> tuple[str, ...]:

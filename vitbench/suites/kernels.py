@@ -28,7 +28,7 @@ from vitbench.suites.common import (  # device_slug: imported from here by calle
     ON_GPU, SuitePlan, device_slug, find_config, run_plan,  # noqa: F401
 )
 from vitbench.suites.config import PROVIDERS, CaseSet, KernelConfig, load_kernel_config
-from vitbench.suites.config_base import DTYPES
+from vitbench.suites.config_base import DTYPES, PRECISIONS
 from vitbench.suites.kernel_ops import IMPLS
 from vitbench.suites.kernel_specs import OP_SPECS
 from vitbench.suites.options import check_choice, parse_choices
@@ -111,8 +111,10 @@ def _case(cs: CaseSet, shape: dict[str, int], dtype: str, precision: str,
 
 
 def build_cases(cfg: KernelConfig, *, quick: bool, dtypes: list[str] | None,
-                ops: set[str] | None, source: str, repeats: Repeats | None) -> list[KernelCase]:
-    """Expand the config's case sets (or its quick sets) into cases; reject duplicate rows."""
+                ops: set[str] | None, source: str, repeats: Repeats | None,
+                precisions: list[str] | None = None) -> list[KernelCase]:
+    """Expand the config's case sets (or its quick sets) into cases; reject duplicate rows.
+    `precisions` (fp32 rows of ops with matrix products) replaces the file's when given."""
     if not quick:
         sets = [(cs, cs.shapes()) for cs in cfg.cases]
     elif cfg.quick:
@@ -126,7 +128,7 @@ def build_cases(cfg: KernelConfig, *, quick: bool, dtypes: list[str] | None,
         for shape in shapes:
             for dtype in dtypes or cs.dtypes or cfg.dtypes:
                 dots = OP_SPECS[cs.op].dots and dtype == "fp32"
-                for prec in (cs.precisions or cfg.precisions) if dots else [""]:
+                for prec in (precisions or cs.precisions or cfg.precisions) if dots else [""]:
                     c = _case(cs, shape, dtype, prec, repeats)
                     key = (c.op, c.case, c.dtype, c.precision, c.shape_str)
                     if key in seen:
@@ -139,10 +141,12 @@ def build_cases(cfg: KernelConfig, *, quick: bool, dtypes: list[str] | None,
 
 def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
                  dtype: str | None = None, providers: str | None = None,
-                 timer: str | None = None, quick: bool = False) -> SuitePlan:
-    """Resolve what to run: config file(s), op filter, dtype/provider/timer overrides."""
+                 timer: str | None = None, quick: bool = False,
+                 precision: str | None = None) -> SuitePlan:
+    """Resolve what to run: config file(s), op filter, dtype/provider/timer/precision overrides."""
     notes: list[str] = []
     dtypes = parse_choices(dtype, "dtype", DTYPES) if dtype is not None else None
+    precs = parse_choices(precision, "precision", PRECISIONS) if precision is not None else None
     prov_names = parse_choices(providers, "providers", PROVIDERS) if providers is not None else None
     if timer is not None:
         check_choice(timer, "timer", TIMERS, "timer")
@@ -168,7 +172,8 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
     for f in files:
         cfg = load_kernel_config(f)
         reps = cfg.repeats.to_repeats() if ON_GPU else None
-        cases += build_cases(cfg, quick=quick, dtypes=dtypes, ops=ops, source=str(f), repeats=reps)
+        cases += build_cases(cfg, quick=quick, dtypes=dtypes, ops=ops, source=str(f), repeats=reps,
+                             precisions=precs)
         resolved_files[_display(f)] = cfg.model_dump(by_alias=True, exclude_none=True)
         timers.append(cfg.timer)
         prov_lists.append(cfg.providers)
