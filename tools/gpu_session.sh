@@ -19,7 +19,8 @@
 #                          default ieee.tf32);
 #                          with flags: providers triton + hf-sdpa (env MODEL_PROVIDERS: others)
 #   kernels:OP+OP[@vit]    vitbench kernels --op OP,OP --providers triton,torch (@vit: the ops' cases
-#                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml)
+#                          of configs/kernels/vit.yaml, i.e. --config configs/kernels/vit.yaml;
+#                          env KERNEL_DTYPE=fp32, KERNEL_PRECISION=bf16x6.tf32x3: --dtype, --precision)
 #   gemm                   tools/gemm_ab.py (default vs TMA GEMM vs cuBLAS vs unfused torch)
 #   epi:GEMM+GEMM[:B.B]    tools/epilogue_probe.py: each TMA config forced, per epilogue, batches B
 #                          (:rM.M instead: GEMMs of M rows, e.g. :r5632.672, a row split's halves)
@@ -111,7 +112,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       local cfg=()
       [[ $arg == *@* ]] && cfg=(--config "configs/kernels/${arg#*@}.yaml")
       timeout "$t" python3 -m vitbench kernels --op "$(echo "${arg%@*}" | tr + ,)" "${cfg[@]}" \
-        --providers "${PROVIDERS:-triton,torch}" --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
+        --providers "${PROVIDERS:-triton,torch}" ${KERNEL_DTYPE:+--dtype ${KERNEL_DTYPE//./,}} \
+        ${KERNEL_PRECISION:+--precision ${KERNEL_PRECISION//./,}} --out "$dir" --resume --no-progress 2>&1 | tail -60 ;;
     epi)  # epi:GEMM+GEMM[:B.B]  tools/epilogue_probe.py: every TMA config forced, per epilogue
       local sizes="--batch $(echo "${flag:-256}" | tr . " ")"
       [[ $flag == r* ]] && sizes="--rows $(echo "${flag#r}" | tr . " ")"
