@@ -107,6 +107,49 @@ def test_bmm_attention_patch_embed_split_modes(precision, no_tf32):
     assert rel_err(emb, ref) <= TOLERANCE[precision]
 
 
+@pytest.mark.parametrize("precision", SPLITS)
+def test_launchers_hand_the_mode_to_their_kernels(precision, monkeypatch):
+    # what each dot kernel is launched with, as on a GPU (check_precision without the
+    # interpreter's "ieee" stand-in); the launches are recorded, not run
+    from vitbench.kernels import _common
+
+    monkeypatch.setattr(_common, "INTERPRETER", False)
+    seen = []
+
+    def record(self, grid):
+        def launch(*args, **kwargs):
+            seen.append((id(self), kwargs.get("PRECISION", kwargs.get("DOT_PRECISION"))))
+        return launch
+
+    monkeypatch.setattr(_common._FixedConfig, "__getitem__", record)
+    a, w = rand(9, 16), rand(8, 16)
+    matmul(a, w, precision=precision)
+    bmm(rand(2, 5, 16), rand(2, 16, 7), precision=precision)
+    q = rand(1, 2, 9, 16)
+    attention(q, q, q, precision=precision)
+    patch_embed(rand(1, 3, 16, 16), rand(8, 3, 8, 8), None, precision=precision)
+    kernels = [k for k, _ in seen]
+    assert len(seen) == 4 and len(set(kernels)) == 4, seen  # four launchers, four kernels
+    assert all(p == precision for _, p in seen), seen
+    # 16-bit operands: the mode does not apply
+    seen.clear()
+    matmul(a.half(), w.half(), precision=precision)
+    assert [p for _, p in seen] == ["ieee"]
+
+
+def test_roofline_precision_per_provider():
+    from vitbench.bench.case import Provider
+    from vitbench.bench.runner import _provider_precision
+    from vitbench.suites.model import ModelCase
+
+    for prec in ("bf16x6", "ieee", "tf32", ""):
+        case = ModelCase(suite="model", op="m", case="b1", dtype="fp32" if prec else "bf16",
+                         precision=prec, shape={"B": 1}, inputs=None, reference=None)
+        assert _provider_precision(Provider("triton", None), case) == prec
+        # torch and HF run exact fp32 in split-mode rows (TF32 off), TF32 in tf32 rows
+        assert _provider_precision(Provider("hf-sdpa", None), case) == ("ieee" if prec == "bf16x6" else prec)
+
+
 def test_prune_offers_split_configs_only_to_split_modes(monkeypatch):
     cfg = MM.matmul_config
     split_cfg, big4, small4, fp32_cfg = cfg(128, 128, 32, 4, 8), cfg(128, 64, 32, 3, 4), cfg(64, 64, 32, 3, 4), \
@@ -155,6 +198,23 @@ def test_model_plan_labels_split_mode_rows():
 
 
 # --- GPU: ViT-B/16 sizes --------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", SPLITS)
+def test_gpu_split_modes_all_launchers(precision, no_tf32):
+    # the CPU tests above with the sizes and the cuBLAS comparison that only mean something here
+    test_matmul_split_modes(precision, "gelu", None)
+    test_bmm_attention_patch_embed_split_modes(precision, None)
+    M, N, K = 1000, 200, 300  # bmm: 3 batches, each mode at least as accurate as its tolerance says
+    a, b = rand(3, M, K), rand(3, K, N)
+    out = poisoned((3, M, N), torch.float32, DEVICE)
+    bmm(a, b, precision=precision, out=out)
+    ref = a.double() @ b.double()
+    err, cublas = rel_err(out, ref), rel_err(torch.bmm(a, b), ref)
+    assert err <= TOLERANCE[precision]
+    assert not _worse_than_cublas(err, cublas, precision)
+
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ACCURATE)
 @pytest.mark.parametrize("name,N,K,epilogue", [("qkv", 2304, 768, "none"), ("fc2", 768, 3072, "residual")])

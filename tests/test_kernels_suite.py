@@ -154,6 +154,10 @@ def test_plan_precision_override():
     assert mm == {"bf16x6", "tf32x3"} and add == {""}
     with pytest.raises(VitbenchError, match="--precision"):
         plan_kernels("matmul", dtype="fp32", precision="bf16x9")
+    assert plan.config["precisions"] == ["bf16x6", "tf32x3"]  # in the run's metadata
+    # no fp32 dots: said, not silently ignored
+    plan = plan_kernels("matmul", dtype="bf16", precision="bf16x6", quick=True)
+    assert any("applies to fp32 rows" in n for n in plan.notes)
 
 
 def test_plan_op_filter_with_config_file():

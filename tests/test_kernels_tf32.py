@@ -150,7 +150,7 @@ def test_round_tf32_random_bit_exact():
 @pytest.mark.parametrize("dtype,precision,rounds", [
     (torch.float32, "tf32", True),
     (torch.float32, "ieee", False),
-    (torch.float16, "tf32", False),  # matmul/bmm/patch_embed pass "tf32" for 16-bit inputs
+    (torch.float16, "tf32", False),  # a 16-bit operand is never rounded, whatever the precision
     (torch.bfloat16, "tf32", False),
 ], ids=["fp32-tf32", "fp32-ieee", "fp16-tf32", "bf16-tf32"])
 def test_tf32_operand_only_rounds_fp32_tf32(dtype, precision, rounds):

@@ -27,6 +27,7 @@ import _sm90  # noqa: E402
 
 # the module, not the function of the same name that vitbench.kernels exports
 A = importlib.import_module("vitbench.kernels.attention")
+PRECISIONS = importlib.import_module("vitbench.kernels._common").PRECISIONS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PTX_TYPE = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
@@ -49,7 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", choices=list(DTYPES), default="bf16", help="q/k/v dtype")
     p.add_argument("--head-dim", type=int, default=64, help="d, the head dim")
-    p.add_argument("--precision", choices=["ieee", "tf32"], default="ieee",
+    p.add_argument("--precision", choices=list(PRECISIONS), default="ieee",
                    help="dot precision (fp32 inputs only)")
     p.add_argument("--no-tail", action="store_true",
                    help="ragged ends as one more full block (VITBENCH_ATTN_TAIL=0)")

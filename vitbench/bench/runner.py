@@ -115,6 +115,15 @@ class RunResult:
     peaks: dict[str, Any] = field(default_factory=dict)
 
 
+def _provider_precision(provider, case: Case) -> str:
+    """The matmul precision a provider really ran in: the row's for vitbench's own kernels; for
+    torch / HF, "tf32" in tf32 rows, else exact fp32 (precision_mode turns TF32 off), as the
+    tensor-core split modes are vitbench's alone."""
+    if provider.name == "triton" or case.precision in ("", "tf32"):
+        return case.precision
+    return "ieee"
+
+
 def _rows(case: Case, slots: list[Slot], base: dict | None, ctx: dict) -> list[dict[str, Any]]:
     """CSV rows of one case; `base` = baseline's {"median_ms", "ok"} (this run or the CSV)."""
     baseline = ctx["baseline"]
@@ -125,7 +134,8 @@ def _rows(case: Case, slots: list[Slot], base: dict | None, ctx: dict) -> list[d
         tfl = gbs = pct = None
         if st is not None:
             tfl, gbs, pct, _ = peaks_mod.roofline(case.flops, case.bytes, st.median_ms,
-                                                  case.dtype, case.precision, ctx["peaks"])
+                                                  case.dtype, _provider_precision(s.provider, case),
+                                                  ctx["peaks"])
         speedup = None
         if ok and base and base.get("ok") and base.get("median_ms"):
             speedup = float(base["median_ms"]) / st.median_ms

@@ -79,7 +79,7 @@ def dot_k_loop(
     stride_bk,  # elements between consecutive k of B
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
-    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+    PRECISION: tl.constexpr,  # tl.dot input_precision (_common.PRECISIONS; ignored for 16-bit)
 ):
     # acc = A @ B over all of K, fp32. Per iteration: read BLOCK_K*(BLOCK_M + BLOCK_N) elements,
     # 2*BLOCK_M*BLOCK_N*BLOCK_K FLOPs on the tensor cores. K tails read as 0 (add nothing).

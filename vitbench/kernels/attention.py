@@ -27,7 +27,8 @@ Precision: dots accumulate in fp32. fp16/bf16 inputs feed the tensor cores direc
 to the input dtype before p v, as every flash kernel does). fp32 inputs use exact "ieee" dots by
 default on the GPU too (slow, no tensor cores); `precision="tf32"` opts in to tf32, with q, k,
 p and v rounded to the nearest TF32 value before their dots (`_tiles.round_tf32`, as cuBLAS rounds
-its operands; the tensor core alone would truncate them, doubling the error).
+its operands; the tensor core alone would truncate them, doubling the error); the split modes
+(`precision="bf16x6"`, "tf32x3", "bf16x3": _common.PRECISIONS) run on the tensor cores too.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def _attend_block(
     qk_scale,  # scale * log2(e): scores come out in log2 units, so exp2 replaces exp
     MASK_N: tl.constexpr,  # a ragged-key step: mask keys >= T_k
     MASK_D: tl.constexpr,  # head dim padded to BLOCK_D: mask columns >= d
-    DOT_PRECISION: tl.constexpr,  # "ieee" (exact fp32) or "tf32"; no effect on fp16/bf16
+    DOT_PRECISION: tl.constexpr,  # _common.PRECISIONS ("ieee" exact fp32, "tf32", "bf16x6", ...); no effect on fp16/bf16
 ):
     # read k, v blocks: 2*BLOCK_N*d*itemsize bytes (from L2 after the head's first query block)
     k = _load_tile(k_ptrs, n_ok, d_ok, MASK_N, MASK_D)
@@ -239,7 +240,7 @@ def _attention_kernel(
     qk_scale,  # fp32 scale * log2(e), folded into the scores
     HEAD_DIM: tl.constexpr,  # d, the real head dim
     BLOCK_D: tl.constexpr,  # d padded to a power of 2 (>= 16, tl.dot's minimum)
-    DOT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs only)
+    DOT_PRECISION: tl.constexpr,  # _common.PRECISIONS (fp32 inputs only)
     TAIL_M: tl.constexpr,  # query rows of a ragged-end program (<= BLOCK_M; 0: BLOCK_M)
     TAIL_N: tl.constexpr,  # keys per step over the ragged keys (<= BLOCK_N; 0: BLOCK_N)
     BLOCK_M: tl.constexpr,  # query rows per program (autotuned)
@@ -320,7 +321,8 @@ def attention(
 
     q: [B, H, T_q, d]; k, v: [B, H, T_k, d]; any strides with the last dim contiguous.
     scale defaults to 1/sqrt(d). `out` ([B, H, T_q, d], any strides, last dim contiguous) is
-    written in place and returned. `precision` ("ieee" or "tf32") applies to fp32 inputs only.
+    written in place and returned. `precision` (_common.PRECISIONS: "ieee", "tf32", "bf16x6", ...)
+    applies to fp32 inputs only.
     """
     q = check_tensor("q", q, ndim=4)
     k = check_tensor("k", k, ndim=4)

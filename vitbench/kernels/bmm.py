@@ -53,7 +53,7 @@ def _bmm_kernel(
     stride_b0, stride_b1, stride_bk, stride_bn,
     stride_o0, stride_o1, stride_om, stride_on,
     scale,  # fp32 multiplier of the product
-    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+    PRECISION: tl.constexpr,  # tl.dot input_precision (_common.PRECISIONS; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # grouped tile order within one batch entry
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks
@@ -103,7 +103,7 @@ def bmm(a: torch.Tensor, b: torch.Tensor, *, scale: float = 1.0, transpose_b: bo
     """scale * a @ b (or a @ b^T); a [B, M, K], b [B, K, N] ([B, N, K] when transpose_b).
 
     4-D inputs [B, H, M, K] treat (B, H) as the batch. Any strides. fp32 inputs use exact
-    "ieee" dots unless precision="tf32".
+    "ieee" dots unless precision names another mode (_common.PRECISIONS: tf32, bf16x6, ...).
     """
     a = check_tensor("a", a, ndim=(3, 4), contiguous_last=False)
     b = check_tensor("b", b, ndim=a.dim(), contiguous_last=False)

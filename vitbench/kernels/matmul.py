@@ -107,10 +107,11 @@ FP32_CONFIGS = [] if INTERPRETER else [
 ]
 # fp32 with a tensor-core split precision ("tf32x3", "bf16x3", "bf16x6": _common.PRECISIONS) only,
 # beside FP32_CONFIGS: the split copies of each operand are made in registers every K step, so
-# tiles need 8 warps. Compiled offline for sm_90 (bf16x6, 2026-11-27): 128x128x32 with 4 stages
-# and 128x128x64 with 3 use 255 registers and spill 0 / 20 bytes; 128x256x32 spills 1.2 KB (tried
-# for its reuse all the same); GEMM_CONFIGS' 4-warp tiles above 64x64 spill 0.4-4 KB and are not
-# tried in these modes (prune_by_smem).
+# large tiles need 8 warps. Compiled offline for sm_90 (bf16x6, 2026-11-27): 128x128x32 with 4
+# stages and 128x128x64 with 3 use 255 registers and spill 0 / 20 bytes; 128x256x32 spills 1.2 KB
+# (tried for its reuse all the same). GEMM_CONFIGS' 4-warp tiles above 64x64 (BLOCK_K 64) spill
+# 0.4-4 KB and are not tried in these modes (prune_by_smem); FP32_CONFIGS' 4-warp 128x64x32 and
+# 64x128x32 compile without spills and are. bmm's and patch_embed's configs are not pruned so.
 SPLIT_PRECISION_CONFIGS = [] if INTERPRETER else [
     matmul_config(128, 128, 32, 4, 8),
     matmul_config(128, 128, 64, 3, 8),
@@ -243,7 +244,7 @@ def _matmul_kernel(
     LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
     LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
     ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
-    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+    PRECISION: tl.constexpr,  # tl.dot input_precision (_common.PRECISIONS; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # tile rows per group: consecutive programs share W tiles in L2
     SPLIT_K: tl.constexpr,  # programs per output tile (grid axis 1), each over a share of K
@@ -437,7 +438,8 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs, a fitted form within 2.6e-5
     for 16-bit ones), "gelu_tanh", "residual" (+ residual), "gelu_residual" (gelu(...) + residual).
     `residual` has the output's shape and is required exactly by the residual epilogues. fp32
-    inputs use exact "ieee" dots unless precision names another mode (_common.PRECISIONS). `out` may alias `residual` (same view)
+    inputs use exact "ieee" dots unless precision names another mode (_common.PRECISIONS).
+    `out` may alias `residual` (same view)
     for an in-place residual add. Folded layernorm (vitbench.kernels._lnfold): with `ln`
     (LNFold(stats, colsum, eps)), a is a layernorm's raw input and w, bias its folded weights;
     with `row_stats` ([M, 2, N/32] fp32), the stored output's row stats are written there for the

@@ -65,7 +65,7 @@ def _patch_embed_kernel(
     stride_cls, stride_cb, stride_cd,
     P: tl.constexpr,  # patch size p (constexpr: the k -> (c, i, j) split becomes shifts/masks)
     HAS_BIAS: tl.constexpr, HAS_POS: tl.constexpr, HAS_CLS: tl.constexpr,
-    PRECISION: tl.constexpr,  # tl.dot input_precision ("ieee" exact / "tf32"; ignored for 16-bit)
+    PRECISION: tl.constexpr,  # tl.dot input_precision (_common.PRECISIONS; ignored for 16-bit)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)

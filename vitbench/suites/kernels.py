@@ -179,6 +179,9 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
         prov_lists.append(cfg.providers)
     if not cases:
         raise VitbenchError(f"no cases for op {op!r} in {', '.join(map(str, files))}")
+    if precs is not None and not any(c.precision for c in cases):
+        notes.append(f"--precision {','.join(precs)} applies to fp32 rows of ops with matrix "
+                     "products only; none here")
     _check_unique(cases)
 
     if prov_names is None:
@@ -192,7 +195,8 @@ def plan_kernels(op: str | None = None, *, config: str | Path | None = None,
             notes.append(f"configs ask for timers {sorted(set(timers))}; using {timer!r}")
     hold = HOLD and timer != "host"  # the host timer has nothing to hold
     resolved = {
-        "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "providers": prov_names,
+        "suite": SUITE, "op": op, "quick": quick, "dtypes": dtypes, "precisions": precs,
+        "providers": prov_names,
         "timer": timer, "files": resolved_files,
         # device timers hold the GPU while the host enqueues (launch latency out of the samples)
         "hold": hold,

@@ -230,6 +230,8 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
                      "timings are not representative")
     name = model or cfg.model
     batches, dtypes = batches or cfg.batches, dtypes or cfg.dtypes
+    if precs is not None and "fp32" not in dtypes:
+        notes.append(f"--precision {','.join(precs)} applies to fp32 rows only; no fp32 here")
     provs, precs = provs or cfg.providers, precs or cfg.precisions
     timer = timer or ("host" if not ON_GPU else cfg.timer)
     mode = compile_mode or (cfg.compile_mode if ON_GPU else "default")
