@@ -47,6 +47,17 @@ def test_default_profiles_the_logits_only_forward_the_model_suite_times(run, tmp
     assert rows["_patch_embed_kernel"]["flops"] == full["_patch_embed_kernel"]["flops"]
 
 
+def test_precision_profile_is_written_beside_the_exact_one(run):
+    # a bf16x6 profile gets its own file name: it does not overwrite the ieee one
+    _, _, out = run
+    result = CliRunner().invoke(app, ["profile", "--model", MODEL, "--batch", str(BATCH), "--dtype",
+                                      "fp32", "--precision", "bf16x6", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (out / f"profile-{MODEL}-b{BATCH}-fp32-bf16x6.csv").is_file()
+    assert (out / f"profile-{MODEL}-b{BATCH}-fp32-bf16x6.trace.json").is_file()
+    assert (out / f"profile-{MODEL}-b{BATCH}-fp32.csv").is_file()
+
+
 def test_table_has_the_triton_kernels_with_the_models_launch_counts(run):
     output, rows, _ = run
     spec = spec_from_hf_config(hf_config(MODEL), head=True)  # random weights carry a head

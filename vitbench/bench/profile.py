@@ -292,7 +292,7 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
                   weights: str = "random", precision: str = "ieee", graphs: bool = False,
                   trace: str | Path | None = None, out_dir: str | Path | None = None,
                   warmup: int | None = None, cls_only: bool = True) -> ProfileResult:
-    """Profile one forward; writes <out_dir>/profile-<model>-b<batch>-<dtype>.csv and the Chrome
+    """Profile one forward; writes <out_dir>/profile-<model>-b<batch>-<dtype>[-<precision>].csv and the Chrome
     trace (default: beside it, .trace.json). out_dir defaults to results/<device>.
 
     cls_only (default, as `vitbench model` times it): with a classifier head, the forward that
@@ -325,7 +325,7 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
         notes.append("VITBENCH_PDL=1: each kernel may start before its predecessor ends and wait "
                      "inside; per-kernel times include that wait and overlap")
     out = _out_dir(out_dir)
-    trace_path = Path(trace) if trace is not None else out / f"{base_name(model, batch, dtype)}.trace.json"
+    trace_path = Path(trace) if trace is not None else out / f"{base_name(model, batch, dtype, precision)}.trace.json"
 
     ckpt = checkpoints.load(weights, model)
     vit = modules.TritonViT(ckpt.spec, ckpt.local, precision=precision).to(device=DEVICE, dtype=dt).eval()
@@ -374,12 +374,15 @@ def profile_model(*, model: str | None = None, batch: int = 1, dtype: str | None
         if seen.get(kernel, 0) != n:
             notes.append(f"{kernel}: the forward launches it {n}x but the profile shows "
                          f"{seen.get(kernel, 0)} (graphs hide kernels? autotuning inside?)")
-    result.csv = write_csv(result, out / f"{base_name(model, batch, dtype)}.csv")
+    result.csv = write_csv(result, out / f"{base_name(model, batch, dtype, precision)}.csv")
     return result
 
 
-def base_name(model: str, batch: int, dtype: str) -> str:
-    return f"profile-{model}-b{batch}-{dtype}"
+def base_name(model: str, batch: int, dtype: str, precision: str = "ieee") -> str:
+    """profile-<model>-b<batch>-<dtype>, with -<precision> for fp32 in another mode than ieee
+    (a tf32 or bf16x6 profile does not overwrite the exact one)."""
+    suffix = f"-{precision}" if precision != "ieee" else ""
+    return f"profile-{model}-b{batch}-{dtype}{suffix}"
 
 
 def _out_dir(out_dir: str | Path | None) -> Path:
