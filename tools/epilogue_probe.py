@@ -7,7 +7,7 @@ L2 flushed). F.linear (cuBLAS) is timed in the same loop. Output: one line per (
 config), sorted fastest first, and the best per epilogue. "x cuBLAS" compares with the plain
 F.linear (GEMM + bias), also for fused epilogues.
 
-    python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_erf / gelu_tanh
+    python tools/epilogue_probe.py                         # fc1 at batch 256: none / gelu / gelu_fit / gelu_erf / gelu_tanh
     python tools/epilogue_probe.py --gemm fc1 proj --batch 32 256
     python tools/epilogue_probe.py --kernel pointer --gemm fc2 --batch 1 --graph
     python tools/epilogue_probe.py --kernel pointer --extra-splits --gemm fc2 qkv --batch 1 --cold
@@ -18,8 +18,9 @@ F.linear (GEMM + bias), also for fused epilogues.
 launches: for few-us kernels, whose eager figure is mostly the host's launch cost. --cold: the same
 with L2 flushed before each replayed launch (the flush's own time subtracted), as the weights of a
 batch-1 forward arrive from DRAM.
-Epilogue "gelu_erf" (TMA kernel only): "gelu" with the erf form (fp32 outputs' form) in place of the
-fitted form the launcher uses for 16-bit outputs.
+Epilogues "gelu_erf" and "gelu_fit" (TMA kernel only): "gelu" with the erf form (fp32 outputs') or
+the fitted form (VITBENCH_FAST_GELU=0) in place of the form the launcher uses for 16-bit outputs
+(gelu_hw: one hardware tanh).
 --early: residual epilogues also try every config with RES_EARLY (the residual tile loaded before
 the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STAGGER = C clock
 cycles (the second program of each SM starts that much later, so the two run out of phase).
@@ -42,6 +43,7 @@ import triton
 import dataclasses
 import importlib
 
+from vitbench.kernels import _gelu as G
 from vitbench.kernels import matmul_splitk as SK
 from vitbench.kernels import matmul_tma as T
 from vitbench.kernels._common import _FixedConfig, graph_ms
@@ -49,10 +51,11 @@ from vitbench.kernels._pdl import launch_opts
 from vitbench.numerics import poisoned, rel_err
 
 GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
-         "fc1": (3072, 768, ["none", "gelu", "gelu_erf", "gelu_tanh"]), "fc2": (768, 3072, ["residual"])}
+         "fc1": (3072, 768, ["none", "gelu", "gelu_fit", "gelu_erf", "gelu_tanh"]), "fc2": (768, 3072, ["residual"])}
 
 
 MM = importlib.import_module("vitbench.kernels.matmul")  # the module (the package exports the function)
+PSEUDO_GELU = {"gelu_erf": 0, "gelu_fit": 1}  # "gelu" epilogues with a forced GELU_FORM (TMA kernel only)
 
 
 def tag(cfg) -> str:
@@ -132,15 +135,16 @@ def run_config(cfg, a, w, b, res, out, epilogue, sms):
     M, K = a.shape
     N = w.shape[0]
     r = res if res is not None else out
-    # "gelu_erf" (this tool only): the "gelu" epilogue with the erf form the launcher keeps for
-    # fp32 outputs, against "gelu"'s fitted form (16-bit outputs).
-    fit = epilogue != "gelu_erf"
-    epilogue = "gelu" if epilogue == "gelu_erf" else epilogue
+    # "gelu_erf", "gelu_fit" (this tool only): the "gelu" epilogue with the erf form (fp32 outputs')
+    # or the fitted form (16-bit outputs' under VITBENCH_FAST_GELU=0), against "gelu"'s form as the
+    # launcher picks it (gelu_hw for 16-bit outputs).
+    form = PSEUDO_GELU.get(epilogue, G.gelu_form(out.dtype))
+    epilogue = "gelu" if epilogue in PSEUDO_GELU else epilogue
     *ln, ln_consts = MM._ln_args(None, None, M, N, K, a.device)  # no folded layernorm
     ws, counters = MM.split_scratch(*T.tail_scratch_sizes(M, N, K, sms, [cfg]), a.device)
     T._matmul_tma_kernel[T.grid(M, N, K, sms, cfg.kwargs)](
         a, w, b, r, out, *ln[:3], ws, counters, ln[3], M, N, K, a.stride(0), w.stride(0), b.stride(0), r.stride(0), out.stride(0),
-        HAS_BIAS=True, EPILOGUE=epilogue, GELU_FIT=fit, NUM_SMS=sms, num_warps=cfg.num_warps,
+        HAS_BIAS=True, EPILOGUE=epilogue, GELU_FORM=form, NUM_SMS=sms, num_warps=cfg.num_warps,
         num_stages=cfg.num_stages, **cfg.kwargs, **ln_consts, **launch_opts())
 
 
@@ -213,7 +217,7 @@ def main() -> int:
                 res = torch.randn(M, N, device=dev, dtype=dt) if "residual" in epi else None
                 ref = reference(a, w, b, epi, res)
                 rows = []
-                if args.kernel == "pointer" and epi == "gelu_erf":
+                if args.kernel == "pointer" and epi in PSEUDO_GELU:
                     continue  # the pointer launcher picks the GELU form by dtype
                 if args.kernel == "pointer":
                     cands, launch = pointer_configs(M, N, K, a.element_size(), args.extra_splits), run_pointer

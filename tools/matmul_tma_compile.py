@@ -32,8 +32,9 @@ ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # mult
 def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
                    num_sms: int = 132, ln_fold: bool = False, row_stats: bool = False) -> dict:
     fn = T._matmul_tma_kernel
-    consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue == "gelu_erf" else epilogue,
-              "GELU_FIT": epilogue != "gelu_erf", "NUM_SMS": num_sms, "PDL": False,
+    forms = {"gelu_erf": 0, "gelu_fit": 1}  # else the 16-bit outputs' default, gelu_hw
+    consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue in forms else epilogue,
+              "GELU_FORM": forms.get(epilogue, 2), "NUM_SMS": num_sms, "PDL": False,
               "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats, **cfg.kwargs}
     f32 = ("ln_ptr", "colsum_ptr", "stats_ptr", "ws_ptr")
     sig = {n: "constexpr" if n in consts else "*i32" if n == "cnt_ptr"
@@ -47,9 +48,9 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="operand dtype")
-    p.add_argument("--epilogue", nargs="+", choices=[*T.EPILOGUES, "gelu_erf"],
+    p.add_argument("--epilogue", nargs="+", choices=[*T.EPILOGUES, "gelu_erf", "gelu_fit"],
                    default=["none", "gelu_residual"],
-                   help="epilogues to compile (gelu_erf: gelu with the fp32 outputs' erf form)")
+                   help="epilogues to compile (gelu_erf, gelu_fit: gelu with the erf or the fitted form)")
     p.add_argument("--ln-fold", action="store_true", help="with a folded layernorm (LN_FOLD)")
     p.add_argument("--row-stats", action="store_true", help="storing row stats (ROW_STATS)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,

@@ -36,6 +36,7 @@ def _root() -> None:
     importlib.import_module("vitbench.kernels._common").tune_graph_below_ms()  # a bad value: exit 2
     matmul_mod.tma_min_rows()  # likewise
     matmul_mod.split_k_setting()
+    importlib.import_module("vitbench.kernels._gelu").fast_gelu_setting()
     importlib.import_module("vitbench.kernels._common").tune_cold()
     importlib.import_module("vitbench.kernels._lnfold").ln_fold_setting()
     importlib.import_module("vitbench.kernels.attention").attn_tail_setting()

@@ -22,6 +22,7 @@ from vitbench.errors import VitbenchError
 from vitbench.kernels import _common, _rowsplit
 from vitbench.kernels._common import PRECISIONS, autotune, check_precision, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
+from vitbench.kernels._gelu import gelu, gelu_form, gelu_tanh
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, check_ln, check_stats, store_row_stats
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce
@@ -161,64 +162,6 @@ def prune_by_smem(configs, named_args, **kwargs):
 
 
 @triton.jit
-def gelu_erf(x):
-    # Exact GELU 0.5 * x * (1 + erf(x / sqrt(2))) in fp32, without libdevice's erf: with z = |x|,
-    # r = erfc(z / sqrt(2)) = 1 / p(z)^16 (Abramowitz & Stegun 7.1.28, |error| <= 3e-7; the
-    # coefficients below carry the 1/sqrt(2)), so gelu = x * (1 - r/2) for x >= 0 and x * r/2
-    # below. Max abs error vs float64 on [-12, 12]: about 1e-6 in fp32 (libdevice erf: 4.4e-7);
-    # absolute, not relative, in the negative tail where gelu -> 0 (26% of gelu(-6) = -6e-9).
-    # +-inf give what torch gives (inf, NaN). Why: 6 FMAs, 4 squarings and one division, where
-    # erff's two polynomial branches and exp made the FC1 GEMM's epilogue cost 47% of its wgmma
-    # time on an H100 (tools/epilogue_probe.py, ViT-B/16 batch 256, bf16: 0.555 ms with GELU vs
-    # 0.378 ms without, 2026-11-27; 0.495 ms with this form).
-    z = tl.abs(x)
-    p = 5.3829750e-06 * z + 4.8890636e-05
-    p = p * z + 3.8003575e-05
-    p = p * z + 3.2776263e-03
-    p = p * z + 2.1141006e-02
-    p = p * z + 4.9867347e-02
-    p = p * z + 1.0
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p  # p^16: inf for huge |x|, and 1 / inf = 0 = erfc there
-    half_r = 0.5 / p  # fp32 division compiles to div.full.f32 (approximate, 2 ulp) in triton 3.6
-    return x * tl.where(x >= 0, 1.0 - half_r, half_r)
-
-
-@triton.jit
-def gelu_fit(x):
-    # GELU for 16-bit outputs: x * sigmoid(x * p(x^2)) = x / (1 + 2^(x * q(x^2))), q = -log2(e) * p,
-    # with p(t) = 1.5950158 + 0.074011293 t - 0.00070303375 t^2 fitted (minimax, weighted) to
-    # logit(Phi(x)) / x for |x| <= 6. Max abs error vs exact GELU (float64): 2.6e-5, at x = 3.1;
-    # relative: 2.2e-5 where |gelu| >= 1, 2.1e-4 where >= 0.1 (fp16's half ulp: 2.4e-4 and up,
-    # bf16's: 2.0e-3). x^2 is clamped at 36, where p would turn negative near |x| = 11.
-    # 5 FMA-pipe ops and one exp2 (MUFU) before the division, against gelu_erf's ~12 and the
-    # division: the epilogue runs on the CUDA cores while the tensor cores wait (FC1 at batch
-    # 128: 0.052 ms of its 0.24, H100, docs/performance.md step 6). fp32 outputs use gelu_erf.
-    t = tl.minimum(x * x, 36.0)
-    q = (1.0142636e-03 * t - 1.0677573e-01) * t - 2.3011212
-    return x / (1.0 + tl.exp2(x * q))
-
-
-@triton.jit
-def gelu(x, FIT: tl.constexpr):
-    # The "gelu" epilogues: the fitted form for 16-bit outputs, the erf form for fp32 ones.
-    if FIT:
-        return gelu_fit(x)
-    else:
-        return gelu_erf(x)
-
-
-@triton.jit
-def gelu_tanh(x):
-    # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u) = x / (1 + exp(-2u)), u = sqrt(2/pi) * (x +
-    # 0.044715 x^3): no tanh needed; exp overflows to inf for very negative x, and x / inf = -0.
-    u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-    return x / (1.0 + tl.exp(-2.0 * u))
-
-
-@triton.jit
 def _matmul_kernel(
     a_ptr,  # A [M, K] viewed as rows m -> (m // rows_inner, m % rows_inner), any strides
     w_ptr,  # W [N, K] nn.Linear layout, any strides; read as W^T [K, N]
@@ -240,7 +183,7 @@ def _matmul_kernel(
     stride_o0, stride_o1, stride_on,  # out: leading index, row, N
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
-    GELU_FIT: tl.constexpr,  # "gelu" epilogues: gelu_fit (16-bit outputs) instead of gelu_erf
+    GELU_FORM: tl.constexpr,  # "gelu" epilogues' form: gelu_form(out dtype)
     LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
     LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
     ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
@@ -280,12 +223,12 @@ def _matmul_kernel(
         acc, last = split_k_reduce(acc, ws_ptr, cnt_ptr, tile, pid_k, SPLIT_K, BLOCK_M, BLOCK_N)
         if last:  # the tile's last program: the whole sum; the epilogue is its alone
             _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
-                      stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT,
+                      stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FORM,
                       ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
                       BLOCK_M, BLOCK_N)
     else:
         _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
-                  stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FIT,
+                  stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FORM,
                       ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
                       BLOCK_M, BLOCK_N)
 
@@ -293,7 +236,7 @@ def _matmul_kernel(
 @triton.jit
 def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0, stride_r1,
               stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS: tl.constexpr,
-              EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr, ln_ptr, colsum_ptr, stats_ptr, ln_eps, K,
+              EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr, ln_ptr, colsum_ptr, stats_ptr, ln_eps, K,
               off_n, LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # On the fp32 accumulator: (folded layernorm,) + bias, GELU, + residual, then one rounding on
@@ -305,7 +248,7 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
         bias = tl.load(bias_ptr + rn_ld * stride_bias).to(tl.float32)
         acc += bias[None, :]
     if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
-        acc = gelu(acc, GELU_FIT)
+        acc = gelu(acc, GELU_FORM)
     if EPILOGUE == "gelu_tanh":
         acc = gelu_tanh(acc)
     mask = (rm[:, None] < M) & (rn[None, :] < N)
@@ -652,7 +595,7 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
             bias.stride(0) if bias is not None else 0,
             *_rows(res), res.stride(-1),
             *_rows(dst), dst.stride(-1),
-            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
+            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype),
             PRECISION=precision_arg, **ln_args[4], **launch_opts(),
         )
 

@@ -35,6 +35,7 @@ from vitbench.kernels._common import _sm_count
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import dot_k_loop, grouped_tile
+from vitbench.kernels._gelu import gelu_form
 from vitbench.kernels.matmul import _epilogue, checked_args
 
 TWO_PASS_ENV = "VITBENCH_TWO_PASS"
@@ -86,7 +87,7 @@ def _splitk_sum_kernel(
     stride_bias,
     stride_r0, stride_r1, stride_rn,  # residual: leading index, row, N
     stride_o0, stride_o1, stride_on,  # out: leading index, row, N
-    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr,
     SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     PDL: tl.constexpr,
@@ -102,7 +103,7 @@ def _splitk_sum_kernel(
         ws += plane  # pointer steps of one share: no SPLIT * M * N product to overflow int32
     _epilogue(acc, rm, rn, rn % N, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
               stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE,
-              GELU_FIT, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, BLOCK_M, BLOCK_N)
+              GELU_FORM, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, BLOCK_M, BLOCK_N)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def matmul_splitk(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
         ws, bias if bias is not None else w, res, out, M, N, K, rows_inner, M * N,
         bias.stride(0) if bias is not None else 0, *rows(res), res.stride(-1),
         *rows(out), out.stride(-1),
-        HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32,
+        HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype),
         SPLIT=c.split, BLOCK_M=SUM_BLOCK_M, BLOCK_N=SUM_BLOCK_N, **opts)
     return out
 

@@ -66,7 +66,8 @@ from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
 from vitbench.kernels._tiles import grouped_tile, split_reduce
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, store_row_stats
-from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, gelu, gelu_tanh, split_scratch
+from vitbench.kernels._gelu import gelu, gelu_form, gelu_tanh
+from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, split_scratch
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
@@ -305,7 +306,7 @@ def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr
 
 @triton.jit
 def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
-                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr,
                     BLOCK_M: tl.constexpr, SUB_N: tl.constexpr, RES_EARLY: tl.constexpr,
                     stats_ptr, ROW_STATS: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
@@ -316,7 +317,7 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
         bias = tl.load(bias_ptr + rn * stride_bias, mask=rn < N, other=0.0).to(tl.float32)
         acc += bias[None, :]
     if EPILOGUE == "gelu" or EPILOGUE == "gelu_residual":
-        acc = gelu(acc, GELU_FIT)
+        acc = gelu(acc, GELU_FORM)
     if EPILOGUE == "gelu_tanh":
         acc = gelu_tanh(acc)
     if EPILOGUE == "residual" or EPILOGUE == "gelu_residual":
@@ -332,7 +333,7 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
 @triton.jit
 def _tile_epilogue(acc, res, off_m, off_n, M, N, K, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
                    ln_ptr, colsum_ptr, ln_eps, stats_ptr,
-                   HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FIT: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr,
                    LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, EPI_SUBTILE: tl.constexpr,
                    RES_EARLY: tl.constexpr):
@@ -352,14 +353,14 @@ def _tile_epilogue(acc, res, off_m, off_n, M, N, K, bias_ptr, stride_bias, res_p
         else:
             res0, res1 = acc0, acc1  # unused
         _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                        o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
                         stats_ptr, ROW_STATS)
         _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
-                        stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
                         stats_ptr, ROW_STATS)
     else:
         _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
-                        o_desc, HAS_BIAS, EPILOGUE, GELU_FIT, BLOCK_M, SUB_N, RES_EARLY,
+                        o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
                         stats_ptr, ROW_STATS)
 
 
@@ -382,7 +383,7 @@ def _matmul_tma_kernel(
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
-    GELU_FIT: tl.constexpr,  # "gelu" epilogues: gelu_fit (16-bit outputs) instead of gelu_erf
+    GELU_FORM: tl.constexpr,  # "gelu" epilogues' form: matmul.gelu_form(out dtype)
     LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
     LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
     ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
@@ -445,7 +446,7 @@ def _matmul_tma_kernel(
         pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         _tile_epilogue(acc, res, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N, K, bias_ptr, stride_bias,
                        res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
-                       HAS_BIAS, EPILOGUE, GELU_FIT, LN_FOLD, LN_CP2, ROW_STATS,
+                       HAS_BIAS, EPILOGUE, GELU_FORM, LN_FOLD, LN_CP2, ROW_STATS,
                        BLOCK_M, BLOCK_N, EPI_SUBTILE, RES_EARLY)
 
     if TAIL_SPLIT > 1:
@@ -469,7 +470,7 @@ def _matmul_tma_kernel(
             if last:
                 _tile_epilogue(acc, acc, off_m, off_n, M, N, K, bias_ptr, stride_bias,
                                res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
-                               HAS_BIAS, EPILOGUE, GELU_FIT, LN_FOLD, LN_CP2, ROW_STATS,
+                               HAS_BIAS, EPILOGUE, GELU_FORM, LN_FOLD, LN_CP2, ROW_STATS,
                                BLOCK_M, BLOCK_N, EPI_SUBTILE, False)
 
 
@@ -605,7 +606,7 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
             M, N, K,
             a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
             r2.stride(0), dst.stride(0),
-            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FIT=dtype != torch.float32, NUM_SMS=sms,
+            HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype), NUM_SMS=sms,
             **ln_args[4], **launch_opts(),
         )
 
