@@ -133,15 +133,14 @@ def _attend_block(
     # read k, v blocks: 2*BLOCK_N*d*itemsize bytes (from L2 after the head's first query block)
     k = _load_tile(k_ptrs, n_ok, d_ok, MASK_N, MASK_D)
     k = tf32_operand(k, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32 (q already is)
-    # s = q k^T: 2*BLOCK_M*BLOCK_N*d FLOPs; the scale (> 0) applied to the row max and, in one
-    # FMA per score, with the max's subtraction below
-    s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+    # s = q k^T: 2*BLOCK_M*BLOCK_N*d FLOPs
+    s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
     if MASK_N:
         # -inf BEFORE the max: missing keys get weight exp2(-inf) = 0 and never set the max
         s = tl.where(n_ok[None, :], s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # finite: every block holds >= 1 real key
+    m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: every block holds >= 1 real key
     alpha = tl.math.exp2(m_i - m_new)  # rescales the old sums; exp2(-inf) = 0 on the 1st block
-    p = tl.math.exp2(s * qk_scale - m_new[:, None])  # [BLOCK_M, BLOCK_N] in [0, 1] (to rounding)
+    p = tl.math.exp2(s - m_new[:, None])  # [BLOCK_M, BLOCK_N] in [0, 1]
     l_i = l_i * alpha + tl.sum(p, 1)
     v = _load_tile(v_ptrs, n_ok, d_ok, MASK_N, MASK_D)  # masked rows are 0, never NaN garbage
     v = tf32_operand(v, DOT_PRECISION)  # fp32 "tf32": round to nearest TF32
