@@ -149,6 +149,13 @@ def test_gelu_epilogue_elementwise_accuracy(form):
     torch.testing.assert_close(got[-k:], ref[-k:], rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("form", [*_GELU_BOUNDS, "hw"])
+def test_gpu_gelu_epilogue_elementwise_accuracy(form):
+    """The check above in the `gpu` set, on the GPU's own instructions (tanh.approx.f32 for "hw")."""
+    test_gelu_epilogue_elementwise_accuracy(form)
+
+
 def test_gelu_eval_rejects_bad_input():
     with pytest.raises(VitbenchError, match="GELU form"):
         gelu_eval(torch.zeros(4, device=DEVICE), "exact")
