@@ -6,11 +6,15 @@ bf16 and the real ViT-B/16 batch-32 shapes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vitbench._backend import DEVICE, INTERPRETER
+from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
 from vitbench.kernels import EPILOGUES, _gelu, bmm, matmul, patch_embed
 from vitbench.kernels._gelu import gelu_eval
@@ -116,20 +120,19 @@ def test_matmul_large_gelu_inputs_finite():
         assert rel_err(got, linear_ref(a, w, None, ep, None)) < 1e-5
 
 
-# form -> (max abs error on [-14, 14], max relative error where |gelu| >= 0.1)
-_GELU_BOUNDS = {"erf": (2e-6, 1e-5), "tanh": (2e-6, 1e-5), "fit": (3e-5, 2.5e-4)}
-# tanh.approx.f32's relative error (PTX ISA: 2^-10.987, one MUFU.TANH; the interpreter's tanh is exact)
-_TANH_APPROX_REL = 0.0 if INTERPRETER else 2.0 ** -10.987
+# form -> (max abs error on [-14, 14], max relative error where |gelu| >= 0.1). "hw" (the fit with
+# one tanh.approx.f32): measured 3.0e-5 and 2.5e-4 on an H100 (tools/gelu_probe.py); under the
+# interpreter its tanh is computed from exp, so it is the fit's function there.
+_GELU_BOUNDS = {"erf": (2e-6, 1e-5), "tanh": (2e-6, 1e-5), "fit": (3e-5, 2.5e-4), "hw": (4e-5, 3e-4)}
 
 
-@pytest.mark.parametrize("form", [*_GELU_BOUNDS, "hw"])
+@pytest.mark.parametrize("form", list(_GELU_BOUNDS))
 def test_gelu_epilogue_elementwise_accuracy(form):
     """The epilogue's GELU, element by element in fp32, against float64 torch: abs error <= 2e-6 on
     [-14, 14] (the erf form's erf is not libdevice's; the fitted form, for 16-bit outputs: 3e-5,
-    and 2.5e-4 relative where |gelu| >= 0.1, under fp16's half ulp), and as torch at +-1e30, +-inf,
-    +-0, NaN (the fitted form's clamp of x^2 at 36 is crossed on the way to +-14). The hardware-tanh
-    form (16-bit outputs' default): the fit's 3e-5 plus |x|/2 times tanh.approx.f32's documented
-    relative error, at every point (h + h tanh(z), h = x/2: its error is |h| times tanh's)."""
+    and 2.5e-4 relative where |gelu| >= 0.1, under fp16's half ulp; with the hardware tanh, the
+    16-bit default: 4e-5 and 3e-4), and as torch at +-1e30, +-inf, +-0, NaN (the fitted forms'
+    clamp of x^2 at 36 is crossed on the way to +-14)."""
     special = [1e30, -1e30, float("inf"), -float("inf"), 0.0, -0.0, float("nan")]
     x = torch.cat([torch.linspace(-14, 14, 40_001, dtype=torch.float64), torch.tensor(special)])
     xf = x.to(device=DEVICE, dtype=torch.float32)
@@ -137,20 +140,15 @@ def test_gelu_epilogue_elementwise_accuracy(form):
     ref = F.gelu(xf.double().cpu(), approximate="tanh" if form == "tanh" else "none")
     k = len(special)
     err = (got[:-k] - ref[:-k]).abs()
-    if form == "hw":
-        bound = 3e-5 + 0.5 * xf[:-k].double().cpu().abs() * _TANH_APPROX_REL * 1.01
-        worst = (err - bound).argmax()
-        assert (err <= bound).all(), f"abs error {err[worst].item():.3e} at x={x[worst].item()}"
-    else:
-        abs_bound, rel_bound = _GELU_BOUNDS[form]
-        assert err.max().item() <= abs_bound, f"max abs error {err.max().item():.3e} at x={x[err.argmax()].item()}"
-        big = ref[:-k].abs() >= 0.1
-        assert (err[big] / ref[:-k][big].abs()).max().item() <= rel_bound
+    abs_bound, rel_bound = _GELU_BOUNDS[form]
+    assert err.max().item() <= abs_bound, f"max abs error {err.max().item():.3e} at x={x[err.argmax()].item()}"
+    big = ref[:-k].abs() >= 0.1
+    assert (err[big] / ref[:-k][big].abs()).max().item() <= rel_bound
     torch.testing.assert_close(got[-k:], ref[-k:], rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("form", [*_GELU_BOUNDS, "hw"])
+@pytest.mark.parametrize("form", list(_GELU_BOUNDS))
 def test_gpu_gelu_epilogue_elementwise_accuracy(form):
     """The check above in the `gpu` set, on the GPU's own instructions (tanh.approx.f32 for "hw")."""
     test_gelu_epilogue_elementwise_accuracy(form)
@@ -170,6 +168,16 @@ def test_gelu_form_by_dtype_and_switch(monkeypatch, fast, form):
     assert _gelu.gelu_form(torch.float32) == 0
     assert _gelu.gelu_form(torch.float16) == form
     assert _gelu.gelu_form(torch.bfloat16) == form
+
+
+def test_fast_gelu_read_at_import():
+    # the switch is read once, when the kernels are imported (as the CLI and the model see it)
+    code = "import torch, vitbench.kernels._gelu as g; print(g.gelu_form(torch.float16), g.gelu_form(torch.float32))"
+    for value, want in (("0", "1 0"), ("1", "2 0"), ("", "2 0")):
+        env = {**os.environ, "VITBENCH_FAST_GELU": value}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                             check=True, timeout=300)
+        assert out.stdout.split() == want.split(), (value, out.stdout, out.stderr[-500:])
 
 
 def test_fast_gelu_setting(monkeypatch):

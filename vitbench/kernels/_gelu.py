@@ -45,14 +45,15 @@ def gelu_erf(x):
 
 @triton.jit
 def gelu_fit(x):
-    # GELU for 16-bit outputs: x * sigmoid(x * p(x^2)) = x / (1 + 2^(x * q(x^2))), q = -log2(e) * p,
+    # GELU for 16-bit outputs under VITBENCH_FAST_GELU=0 (gelu_hw computes the same function with
+    # one hardware tanh): x * sigmoid(x * p(x^2)) = x / (1 + 2^(x * q(x^2))), q = -log2(e) * p,
     # with p(t) = 1.5950158 + 0.074011293 t - 0.00070303375 t^2 fitted (minimax, weighted) to
     # logit(Phi(x)) / x for |x| <= 6. Max abs error vs exact GELU (float64): 2.6e-5, at x = 3.1;
     # relative: 2.2e-5 where |gelu| >= 1, 2.1e-4 where >= 0.1 (fp16's half ulp: 2.4e-4 and up,
     # bf16's: 2.0e-3). x^2 is clamped at 36, where p would turn negative near |x| = 11.
     # 5 FMA-pipe ops and one exp2 (MUFU) before the division, against gelu_erf's ~12 and the
     # division: the epilogue runs on the CUDA cores while the tensor cores wait (FC1 at batch
-    # 128: 0.052 ms of its 0.24, H100, docs/performance.md step 6). fp32 outputs use gelu_erf.
+    # 128: 0.052 ms of its 0.24, H100, docs/performance.md step 6).
     t = tl.minimum(x * x, 36.0)
     q = (1.0142636e-03 * t - 1.0677573e-01) * t - 2.3011212
     return x / (1.0 + tl.exp2(x * q))
@@ -61,7 +62,7 @@ def gelu_fit(x):
 @triton.jit
 def _tanh_mufu(z):
     # tanh.approx.f32: one MUFU.TANH instruction (sm_75+), against gelu_fit's exp2 and division
-    # (two MUFU ops; the MUFU pipe does 16 per clock per SM, a quarter of the FMA pipe's rate).
+    # (two MUFU ops; the MUFU pipe issues 16 per clock per SM, an eighth of the FMA pipe's 128).
     return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [z], dtype=tl.float32,
                                      is_pure=True, pack=1)
 
@@ -80,9 +81,10 @@ def gelu_hw(x):
     # gelu_fit's function with one hardware tanh: x * sigmoid(x p(x^2)) = h + h * tanh(x p(x^2) / 2),
     # h = x / 2, p the fit of gelu_fit (halved below). 7 FMA-pipe ops and one MUFU op, against
     # gelu_fit's two MUFU ops (exp2, and the division's reciprocal): FC1's GELU epilogue was bound
-    # by the MUFU pipe on an H100 (ViT-B/16 batch 32: 2 us per 128x256 tile, 8.4 outputs per
-    # clock per SM, docs/performance.md step 13). tanh.approx.f32's own error (PTX ISA: relative,
-    # 2^-10.987) adds to the fit's 2.6e-5: measured in step 13 (tools/gelu_probe.py).
+    # by the MUFU pipe on an H100 (ViT-B/16 batch 32: about 2.3 us per 128x256 tile, 7-8 outputs
+    # per clock per SM, docs/performance.md step 13). Max abs error vs float64 GELU on an H100:
+    # 3.0e-5 (the fit's 2.6e-5 plus tanh.approx.f32's own, far below the PTX ISA's 2^-10.987
+    # relative; tools/gelu_probe.py).
     t = tl.minimum(x * x, 36.0)
     q = (-3.5151688e-04 * t + 3.7005647e-02) * t + 7.9750790e-01
     h = 0.5 * x

@@ -383,7 +383,7 @@ def _matmul_tma_kernel(
     stride_am, stride_wn, stride_bias, stride_rm, stride_om,
     HAS_BIAS: tl.constexpr,
     EPILOGUE: tl.constexpr,  # one of EPILOGUES
-    GELU_FORM: tl.constexpr,  # "gelu" epilogues' form: matmul.gelu_form(out dtype)
+    GELU_FORM: tl.constexpr,  # "gelu" epilogues' form: _gelu.gelu_form(out dtype)
     LN_FOLD: tl.constexpr,  # A is a layernorm's raw input, W its folded weights (_lnfold)
     LN_CP2: tl.constexpr,  # K / 32 rounded up to a power of 2 (LN_FOLD)
     ROW_STATS: tl.constexpr,  # also store out's row stats for the next GEMM's LN_FOLD (_lnfold)
