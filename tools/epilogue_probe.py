@@ -55,7 +55,7 @@ GEMMS = {"qkv": (2304, 768, ["none"]), "proj": (768, 768, ["residual"]),
 
 
 MM = importlib.import_module("vitbench.kernels.matmul")  # the module (the package exports the function)
-PSEUDO_GELU = {"gelu_erf": 0, "gelu_fit": 1}  # "gelu" epilogues with a forced GELU_FORM (TMA kernel only)
+PSEUDO_GELU = {"gelu_erf": G.FORMS["erf"], "gelu_fit": G.FORMS["fit"]}  # "gelu" epilogues with a forced GELU_FORM (TMA kernel only)
 
 
 def tag(cfg) -> str:

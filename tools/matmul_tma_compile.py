@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _sm90  # noqa: E402
 
 import vitbench  # noqa: E402,F401
+from vitbench.kernels import _gelu as G  # noqa: E402
 from vitbench.kernels import matmul_tma as T  # noqa: E402
 
 ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # multiples of 8 (16 B)
@@ -32,9 +33,9 @@ ALIGNED = ("K", "N", "stride_am", "stride_wn", "stride_rm", "stride_om")  # mult
 def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = True,
                    num_sms: int = 132, ln_fold: bool = False, row_stats: bool = False) -> dict:
     fn = T._matmul_tma_kernel
-    forms = {"gelu_erf": 0, "gelu_fit": 1}  # else the 16-bit outputs' default, gelu_hw
+    forms = {"gelu_erf": G.FORMS["erf"], "gelu_fit": G.FORMS["fit"]}  # else the default, gelu_hw
     consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue in forms else epilogue,
-              "GELU_FORM": forms.get(epilogue, 2), "NUM_SMS": num_sms, "PDL": False,
+              "GELU_FORM": forms.get(epilogue, G.FORMS["hw"]), "NUM_SMS": num_sms, "PDL": False,
               "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats, **cfg.kwargs}
     f32 = ("ln_ptr", "colsum_ptr", "stats_ptr", "ws_ptr")
     sig = {n: "constexpr" if n in consts else "*i32" if n == "cnt_ptr"

@@ -102,6 +102,7 @@ def gelu(x, FORM: tl.constexpr):
         return gelu_erf(x)
 
 
+FORMS = {"erf": 0, "fit": 1, "hw": 2}  # GELU_FORM values (`gelu` above)
 FAST_GELU_ENV = "VITBENCH_FAST_GELU"  # 0: 16-bit GELU epilogues keep gelu_fit (for A/B runs)
 
 
@@ -120,8 +121,8 @@ def gelu_form(dtype: torch.dtype) -> int:
     """The GELU_FORM of a "gelu" epilogue writing `dtype`: 0 (gelu_erf) for fp32, else 2 (gelu_hw,
     one hardware tanh), or 1 (gelu_fit) under VITBENCH_FAST_GELU=0 (read at import)."""
     if dtype == torch.float32:
-        return 0
-    return 2 if _FAST_GELU else 1
+        return FORMS["erf"]
+    return FORMS["hw"] if _FAST_GELU else FORMS["fit"]
 
 
 @triton.jit
@@ -131,8 +132,6 @@ def gelu_tanh(x):
     u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
     return x / (1.0 + tl.exp(-2.0 * u))
 
-
-FORMS = {"erf": 0, "fit": 1, "hw": 2}  # GELU_FORM values
 
 
 @triton.jit

@@ -378,9 +378,10 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
            ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout).
 
-    Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs; for 16-bit ones a fitted form
-    with one hardware tanh, within 3.0e-5 on an H100, or with exp2 + division, within 2.6e-5, under
-    VITBENCH_FAST_GELU=0: kernels/_gelu.py), "gelu_tanh", "residual" (+ residual), "gelu_residual" (gelu(...) + residual).
+    Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs; for 16-bit ones a fitted
+    form with one hardware tanh, within 3.0e-5 on an H100, or with exp2 + division, within 2.6e-5,
+    under VITBENCH_FAST_GELU=0: kernels/_gelu.py), "gelu_tanh", "residual" (+ residual),
+    "gelu_residual" (gelu(...) + residual).
     `residual` has the output's shape and is required exactly by the residual epilogues. fp32
     inputs use exact "ieee" dots unless precision names another mode (_common.PRECISIONS).
     `out` may alias `residual` (same view)
