@@ -79,8 +79,7 @@ def test_interpreter_is_selected_before_kernels_without_gpu():
                                         ("VITBENCH_ATTN_TAIL", "off"),
                                         ("VITBENCH_TAIL_SPLIT", "yes"),
                                         ("VITBENCH_ROW_SPLIT", "on"),
-                                        ("VITBENCH_FAST_GELU", "yes"),
-                                        ("VITBENCH_RES_PREFETCH", "2")])
+                                        ("VITBENCH_FAST_GELU", "yes")])
 def test_bad_setting_is_one_line_before_any_work(name, value):
     env = {**os.environ, name: value}
     proc = subprocess.run([sys.executable, "-m", "vitbench", "env"], capture_output=True, text=True,

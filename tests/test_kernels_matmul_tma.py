@@ -13,7 +13,6 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
-import triton
 
 from vitbench._backend import DEVICE, INTERPRETER
 from vitbench.errors import VitbenchError
@@ -100,42 +99,6 @@ def test_inplace_residual(config):
     got = matmul_tma(a, w, bias, epilogue="residual", residual=residual, out=residual)
     assert got is residual
     assert rel_err(got, expect) < tolerance(torch.float16)
-
-
-def _forced(cfg, **kw):
-    return _FixedConfig(tma_mod._matmul_tma_kernel, triton.Config(
-        {**cfg.kwargs, **kw}, num_warps=cfg.num_warps, num_stages=cfg.num_stages))
-
-
-@pytest.mark.parametrize("index", [0, 1], ids=["split-epilogue", "whole-epilogue"])
-def test_residual_prefetch_changes_no_value(monkeypatch, index):
-    # RES_PREFETCH only asks L2 for the residual tile (a no-op in the interpreter, whose address
-    # arithmetic still runs, clamped at the tensor's edges): every setting gives the same bits, in
-    # place and not, on a shape with partial row and column tiles and more tiles than programs.
-    cfg = tma_mod.TMA_CONFIGS[index]
-    assert cfg.kwargs["RES_PREFETCH"] == tma_mod._RES_PREFETCH
-    a, w, bias, residual, out_shape = make((77, 48), 80, torch.float16, "residual")
-    expect = linear_ref(a, w, bias, "residual", residual)
-    outs = []
-    for pf in (0, 1, 2):
-        monkeypatch.setattr(tma_mod, "_matmul_tma", _forced(cfg, RES_PREFETCH=pf))
-        out = matmul_tma(a, w, bias, epilogue="residual", residual=residual,
-                         out=poisoned(out_shape, torch.float16, DEVICE))
-        inplace = residual.clone()
-        matmul_tma(a, w, bias, epilogue="residual", residual=inplace, out=inplace)
-        assert rel_err(out, expect) < tolerance(torch.float16)
-        outs += [out, inplace]
-    assert all(torch.equal(o, outs[0]) for o in outs)
-
-
-def test_res_prefetch_setting(monkeypatch):
-    monkeypatch.delenv(tma_mod.RES_PREFETCH_ENV, raising=False)
-    assert tma_mod.res_prefetch_setting() is True
-    monkeypatch.setenv(tma_mod.RES_PREFETCH_ENV, "0")
-    assert tma_mod.res_prefetch_setting() is False
-    monkeypatch.setenv(tma_mod.RES_PREFETCH_ENV, "2")
-    with pytest.raises(VitbenchError, match="VITBENCH_RES_PREFETCH"):
-        tma_mod.res_prefetch_setting()
 
 
 def test_strided_out_rows():
@@ -425,29 +388,6 @@ def test_gpu_irregular_bf16(M, N, K):
         matmul_tma(a, w, bias, epilogue=epilogue, residual=res, out=out)
         err = rel_err(out, ref32(a, w, bias, epilogue, res))
         assert err < tolerance(torch.bfloat16), f"{epilogue}: rel err {err}"
-
-
-@pytest.mark.gpu
-def test_gpu_residual_prefetch_every_config(monkeypatch):
-    # Every config that fits, forced, with each RES_PREFETCH (the real L2 prefetch on the GPU):
-    # right against the reference, and the same bits whatever the prefetch, in place too.
-    # 1001 x 776: partial tiles at both edges, more tiles than SMs for the small tiles.
-    _need_sm90()
-    a, w, bias, res, out_shape = make((1001, 768), 776, torch.bfloat16, "residual")
-    expect = ref32(a, w, bias, "residual", res)
-    for cfg in tma_mod.TMA_CONFIGS:
-        if not tma_mod.fits(cfg, 2, residual=True):
-            continue
-        outs = []
-        for pf in (0, 1, 2):
-            monkeypatch.setattr(tma_mod, "_matmul_tma", _forced(cfg, RES_PREFETCH=pf))
-            out = matmul_tma(a, w, bias, epilogue="residual", residual=res,
-                             out=poisoned(out_shape, torch.bfloat16, DEVICE))
-            inplace = res.clone()
-            matmul_tma(a, w, bias, epilogue="residual", residual=inplace, out=inplace)
-            assert rel_err(out, expect) < tolerance(torch.bfloat16), cfg
-            outs += [out, inplace]
-        assert all(torch.equal(o, outs[0]) for o in outs), cfg
 
 
 @pytest.mark.gpu

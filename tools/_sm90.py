@@ -46,7 +46,6 @@ def build(fn, sig: dict, consts: dict, attrs: dict, num_warps: int, num_stages: 
         "wgmma": ptx.count("wgmma.mma_async"),
         "tma_load": ptx.count("cp.async.bulk.tensor") - tma_store,
         "tma_store": tma_store,
-        "prefetch": ptx.count("prefetch.global"),
         "regs": int(regs.group(1)) if regs else -1,
         "spill_st": int(spill.group(1)) if spill else -1,
         "spill_ld": int(spill.group(2)) if spill else -1,

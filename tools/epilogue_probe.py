@@ -26,9 +26,6 @@ the K loop). --stagger C [C ...]: every two-programs-per-SM config also with STA
 cycles (the second program of each SM starts that much later, so the two run out of phase).
 --two-pass (with --kernel pointer): also the two-pass split-K candidates of the shape
 (kernels/matmul_splitk.py `candidates`, each also with fewer shares), tagged "2pass".
---prefetch: residual epilogues also try every config that is not warp-specialised with each L2
-prefetch of the residual tile (RES_PREFETCH 0: none, 1: normal, 2: evict_last; the configs as
-built carry VITBENCH_RES_PREFETCH's and are not tagged), tagged "pfN".
 --tail: also each config's tail-split variant (its last, partial round of tiles summed in shares of
 K; matmul_tma.with_tail_split, tagged "tailN") where it splits at the shape: the A/B of the split.
 """
@@ -71,7 +68,6 @@ def tag(cfg) -> str:
     return (f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} s{cfg.num_stages} w{cfg.num_warps}"
             f"{' split' if k['EPI_SUBTILE'] else ''}{' ws' if k['WARP_SPEC'] else ''} x{k['PER_SM']}"
             f"{' early' if k['RES_EARLY'] else ''}{' stagger' + str(k['STAGGER']) if k['STAGGER'] else ''}"
-            f"{' pf' + str(k['RES_PREFETCH']) if k['RES_PREFETCH'] != T._RES_PREFETCH else ''}"
             f"{' tail' + str(k['TAIL_SPLIT']) if k['TAIL_SPLIT'] > 1 else ''}")
 
 
@@ -79,19 +75,13 @@ def _with(c: triton.Config, **kw) -> triton.Config:
     return triton.Config({**c.kwargs, **kw}, num_warps=c.num_warps, num_stages=c.num_stages)
 
 
-def configs(epilogue: str, early: bool, staggers: list[int], per_sm: int | None,
-            prefetch: bool = False) -> list[triton.Config]:
+def configs(epilogue: str, early: bool, staggers: list[int], per_sm: int | None) -> list[triton.Config]:
     """TMA_CONFIGS (only those with `per_sm` programs per SM when given); with `early`, for a
-    residual epilogue each one again with RES_EARLY; with `prefetch`, for a residual epilogue each
-    one not warp-specialised again with each other RES_PREFETCH; each PER_SM=2 one again per
-    STAGGER value."""
+    residual epilogue each one again with RES_EARLY; each PER_SM=2 one again per STAGGER value."""
     base = [c for c in T.TMA_CONFIGS if per_sm is None or c.kwargs["PER_SM"] == per_sm]
     out = list(base)
     if early and "residual" in epilogue:
         out += [_with(c, RES_EARLY=True) for c in base if not c.kwargs["RES_EARLY"]]
-    if prefetch and "residual" in epilogue:
-        out += [_with(c, RES_PREFETCH=p) for p in (0, 1, 2) for c in base
-                if not c.kwargs["WARP_SPEC"] and c.kwargs["RES_PREFETCH"] != p]
     out += [_with(c, STAGGER=s) for s in staggers if s for c in base
             if c.kwargs["PER_SM"] == 2 and c.kwargs["STAGGER"] != s]
     return out
@@ -177,9 +167,6 @@ def main() -> int:
     p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
     p.add_argument("--early", action="store_true",
                    help="residual epilogues: also every config with RES_EARLY")
-    p.add_argument("--prefetch", action="store_true",
-                   help="residual epilogues: also every config not warp-specialised with each "
-                        "RES_PREFETCH (0 none, 1 normal, 2 evict_last)")
     p.add_argument("--stagger", type=int, nargs="+", default=[],
                    help="also each PER_SM=2 config with these STAGGER values (SM clock cycles)")
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
@@ -204,8 +191,7 @@ def main() -> int:
     T._ensure_allocator()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     dev, dt = torch.device("cuda"), torch.bfloat16
-    print(f"{torch.cuda.get_device_name()} ({sms} SMs)  bf16  torch {torch.__version__}  triton {triton.__version__}"
-          f"  untagged RES_PREFETCH={T._RES_PREFETCH}")
+    print(f"{torch.cuda.get_device_name()} ({sms} SMs)  bf16  torch {torch.__version__}  triton {triton.__version__}")
     torch.manual_seed(0)
     batches = args.batch if args.batch is not None else ([] if args.rows else [256])
     sizes = [(f"batch {b}", 197 * b) for b in batches] + [(f"rows {m}", m) for m in args.rows]
@@ -238,7 +224,7 @@ def main() -> int:
                     if args.two_pass:
                         cands += two_pass_configs(M, N, K, sms)
                 else:
-                    cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm, args.prefetch)
+                    cands = [c for c in configs(epi, args.early, args.stagger, args.per_sm)
                              if T.fits(c, a.element_size(), "residual" in epi)]  # else pruned
                     if args.tail:
                         cands = T.with_tail_split(cands, M, N, K, sms, split=T.TAIL_SPLIT_MAX)

@@ -15,7 +15,6 @@
 #                          warm (VITBENCH_TUNE_COLD=0), nosplitk (VITBENCH_SPLIT_K=0),
 #                          lnfold (VITBENCH_LN_FOLD=1), nofold (=0), attnpad (VITBENCH_ATTN_TAIL=0),
 #                          no2pass (VITBENCH_TWO_PASS=0), fitgelu / fastgelu (VITBENCH_FAST_GELU=0 / 1),
-#                          nopf / pf (VITBENCH_RES_PREFETCH=0 / 1),
 #                          b=1.8 (batches, '.'-separated), p=bf16x6.tf32x3 (fp32 precisions;
 #                          default ieee.tf32);
 #                          with flags: providers triton + hf-sdpa (env MODEL_PROVIDERS: others)
@@ -83,8 +82,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       VITBENCH_MATMUL=pointer timeout -s INT -k 30 "$(lim)" python3 -m pytest -q -m gpu -n "${TEST_WORKERS:-16}" -p no:cacheprovider \
         $files \
         -rfE --junitxml="$dir/gputests.xml" 2>&1 | tail -60 ;;
-    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, no2pass, fitgelu, fastgelu, nopf, pf, b=1.8
-      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" twopass="" fastgelu="" respf="" batches=1,8,32,128,256
+    model)  # model:DTYPES[:FLAG+FLAG]  flags: tma|pointer, nocls, eager, pdl, warm, nosplitk, lnfold, nofold, attnpad, no2pass, fitgelu, fastgelu, b=1.8
+      local extra=() mm="" tune="" pdl="" cold="" splitk="" lnfold="" attnpad="" twopass="" fastgelu="" batches=1,8,32,128,256
       local precs=ieee,tf32
       for f in ${flag//+/ }; do
         case $f in
@@ -101,8 +100,6 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
           no2pass) twopass=0 ;;  # row splits' rests never as a two-pass split-K (VITBENCH_TWO_PASS=0)
           fitgelu) fastgelu=0 ;;  # 16-bit GELU epilogues: exp2 + division (VITBENCH_FAST_GELU=0)
           fastgelu) fastgelu=1 ;;  # one hardware tanh (the default)
-          nopf) respf=0 ;;  # no L2 prefetch of residual tiles (VITBENCH_RES_PREFETCH=0)
-          pf) respf=1 ;;  # with it (the default)
           b=*) batches=${f#b=} ;;
         esac
       done
@@ -112,7 +109,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       # set: turns into spaces, turned back here)
       local providers=${MODEL_PROVIDERS:-triton,hf-sdpa}
       [ -n "$flag" ] && extra+=(--providers "${providers// /,}")
-      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} ${twopass:+VITBENCH_TWO_PASS=$twopass} ${fastgelu:+VITBENCH_FAST_GELU=$fastgelu} ${respf:+VITBENCH_RES_PREFETCH=$respf} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
+      env ${mm:+VITBENCH_MATMUL=$mm} ${tune:+VITBENCH_TUNE_GRAPH_BELOW_MS=$tune} ${pdl:+VITBENCH_PDL=1} ${cold:+VITBENCH_TUNE_COLD=$cold} ${splitk:+VITBENCH_SPLIT_K=$splitk} ${lnfold:+VITBENCH_LN_FOLD=$lnfold} ${attnpad:+VITBENCH_ATTN_TAIL=0} ${twopass:+VITBENCH_TWO_PASS=$twopass} ${fastgelu:+VITBENCH_FAST_GELU=$fastgelu} timeout "$t" python3 -m vitbench model --batch "${batches//./,}" --dtype "$arg" \
         --out "$dir" --resume --no-progress "${extra[@]}" 2>&1 | tail -40 ;;
     kernels)  # kernels:OP+OP (shipped sweeps) or kernels:OP+OP@vit (those ops of configs/kernels/vit.yaml)
       local cfg=()

@@ -3,15 +3,12 @@
 GEMM kernels (matmul, bmm, patch_embed): the grouped tile order and the strided K loop.
 TF32 dots (matmul, bmm, patch_embed, attention): operand rounding to the nearest TF32 value.
 Row kernels (layernorm, softmax): the block of rows one program owns.
-Epilogue inputs (matmul_tma): an L2 prefetch of a tile read later.
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
-
-from vitbench._backend import INTERPRETER
 
 
 @triton.jit
@@ -171,49 +168,3 @@ def split_reduce(
             acc += tl.load(tile_ws + s * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
         tl.store(cnt_ptr, 0)
     return acc, last
-
-
-@triton.jit
-def _prefetch_ptx(ptrs, PRIORITY: tl.constexpr):
-    # one `prefetch` per pointer: no register holds the data, the load that follows hits L2. The
-    # lines come in with the normal L2 eviction priority (PRIORITY 1) or as evict_last (2: kept
-    # while normal lines can go instead). Not pure: nothing uses the dummy result, and a pure op
-    # would be removed.
-    if PRIORITY == 2:
-        tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1];\n\tmov.u32 $0, 0;", "=r,l",
-                                  [ptrs], dtype=tl.int32, is_pure=False, pack=1)
-    else:
-        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l",
-                                  [ptrs], dtype=tl.int32, is_pure=False, pack=1)
-
-
-@triton.jit
-def _prefetch_none(ptrs, PRIORITY: tl.constexpr):
-    # the interpreter runs no PTX; a prefetch changes no value, so nothing is lost
-    pass
-
-
-_prefetch = _prefetch_none if INTERPRETER else _prefetch_ptx
-
-
-@triton.jit
-def prefetch_tile_l2(
-    ptr,  # base of a row-major [M, N] tensor with unit column stride
-    stride_m,  # its row stride, in elements
-    off_m, off_n,  # the tile's top-left element
-    M, N,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    PRIORITY: tl.constexpr,  # 0: no prefetch; 1: normal; 2: evict_last
-):
-    # Ask L2 for the [BLOCK_M, BLOCK_N] tile at (off_m, off_n): one prefetch per 128-byte line
-    # (rows of LINE elements from off_n; a tile's rows start on a line when the base, the row
-    # stride and off_n do). Addresses past the tensor's end are clamped to its last row / column
-    # (a prefetch of a line already asked for costs one instruction). Why (matmul_tma, residual
-    # epilogues): issued before the K loop, the residual tile's DRAM read overlaps the main loop,
-    # and the epilogue's plain loads find it in L2 instead of every SM reading DRAM at once.
-    if PRIORITY > 0:
-        LINE: tl.constexpr = 128 // (ptr.dtype.element_ty.primitive_bitwidth // 8)
-        COLS: tl.constexpr = BLOCK_N // LINE if BLOCK_N > LINE else 1
-        rm = tl.minimum(off_m + tl.arange(0, BLOCK_M), M - 1).to(tl.uint64)
-        rn = tl.minimum(off_n + tl.arange(0, COLS) * LINE, N - 1)
-        _prefetch(ptr + rm[:, None] * stride_m.to(tl.uint64) + rn[None, :], PRIORITY)

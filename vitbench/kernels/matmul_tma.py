@@ -64,7 +64,7 @@ from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import grouped_tile, prefetch_tile_l2, split_reduce
+from vitbench.kernels._tiles import grouped_tile, split_reduce
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, store_row_stats
 from vitbench.kernels._gelu import gelu, gelu_form, gelu_tanh
 from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, split_scratch
@@ -98,36 +98,15 @@ except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: off
     _TAIL = 1
 
 
-# Residual prefetch (`_tiles.prefetch_tile_l2`): residual epilogues ask L2 for their residual tile
-# before the K loop, so that its DRAM read overlaps the main loop instead of every SM reading its
-# tile at once in the epilogue. RES_PREFETCH_PRIORITY is the prefetch's L2 eviction priority
-# (1 normal, 2 evict_last). VITBENCH_RES_PREFETCH=0 turns it off (A/B runs).
-RES_PREFETCH_ENV = "VITBENCH_RES_PREFETCH"
-RES_PREFETCH_PRIORITY = 2
-
-
-def res_prefetch_setting() -> bool:
-    """VITBENCH_RES_PREFETCH as a bool: unset, "" or "1" -> True; "0" -> False; else VitbenchError."""
-    return env_flag(RES_PREFETCH_ENV, "prefetch the residual tile into L2 before the K loop",
-                    default=True)
-
-
-try:
-    _RES_PREFETCH = RES_PREFETCH_PRIORITY if res_prefetch_setting() else 0
-except VitbenchError:  # reported by the CLI at start (vitbench.cli), here: on
-    _RES_PREFETCH = RES_PREFETCH_PRIORITY
-
-
 def _cfg(bm: int, bn: int, bk: int, stages: int, warps: int, subtile: bool = True,
          ws: bool = False, group: int = 8, per_sm: int = 1, res_early: bool = False,
-         stagger: int = 0, tail: int = 1, res_prefetch: int | None = None) -> triton.Config:
+         stagger: int = 0, tail: int = 1) -> triton.Config:
     assert not (ws and subtile), "warp-specialised configs need the whole-tile epilogue"
     assert not (stagger and per_sm == 1), "STAGGER delays the second program of each SM"
     return triton.Config(
         {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group,
          "EPI_SUBTILE": subtile, "WARP_SPEC": ws, "FLATTEN": not ws, "PER_SM": per_sm,
-         "RES_EARLY": res_early, "STAGGER": stagger, "TAIL_SPLIT": tail,
-         "RES_PREFETCH": _RES_PREFETCH if res_prefetch is None else res_prefetch},
+         "RES_EARLY": res_early, "STAGGER": stagger, "TAIL_SPLIT": tail},
         num_stages=stages, num_warps=warps,
     )
 
@@ -416,7 +395,6 @@ def _matmul_tma_kernel(
     FLATTEN: tl.constexpr,  # flatten tile and K loops into one pipelined loop (not with WARP_SPEC)
     PER_SM: tl.constexpr,  # programs per SM (the tile loop's stride is NUM_SMS * PER_SM)
     RES_EARLY: tl.constexpr,  # load the residual tile before the K loop (its latency hidden there)
-    RES_PREFETCH: tl.constexpr,  # L2 prefetch of the residual tile before the K loop (_tiles)
     STAGGER: tl.constexpr,  # SM cycles the second program of each SM waits at start (PER_SM=2)
     TAIL_SPLIT: tl.constexpr,  # most shares of K per tile of the last round (tail_split; 1: off)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
@@ -459,10 +437,6 @@ def _matmul_tma_kernel(
         res = acc  # placeholder unless the residual is loaded here
         if RES_EARLY and (EPILOGUE == "residual" or EPILOGUE == "gelu_residual"):
             res = _load_residual(res_ptr, stride_rm, off_am, off_wn, M, N, BLOCK_M, BLOCK_N)
-        if (EPILOGUE == "residual" or EPILOGUE == "gelu_residual") and not WARP_SPEC:
-            # triton 3.6's warp-specialisation pass fails on this (compiled offline for sm_90:
-            # "operation destroyed but still has uses"), wherever in the tile loop it stands
-            prefetch_tile_l2(res_ptr, stride_rm, off_am, off_wn, M, N, BLOCK_M, BLOCK_N, RES_PREFETCH)
         for ki in range(k_tiles):
             a = a_desc.load([off_am, ki * BLOCK_K])  # [BLOCK_M, BLOCK_K]
             w = w_desc.load([off_wn, ki * BLOCK_K])  # [BLOCK_N, BLOCK_K]
