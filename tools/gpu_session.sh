@@ -149,11 +149,19 @@ lane() {  # lane "GPU: step step ..."
 pack() {  # what is measured so far -> $OUT/results.tgz (written aside, then renamed: never half)
   tar czf "$OUT/.results.tgz.part" "$RES" 2>/dev/null && mv -f "$OUT/.results.tgz.part" "$OUT/results.tgz"
 }
-for spec in "$@"; do lane "$spec" & done
+# Clocks, power, temperature and throttle reasons of every GPU every 5 s (logs/smi.csv): on
+# 2026-11-27 a batch-256 forward took 17.7-17.9 ms in one call against 16.6 ms in an earlier one.
+nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+  --format=csv -l 5 >"$LOGS/smi.csv" 2>/dev/null &
+smi=$!
+lanes=()
+for spec in "$@"; do lane "$spec" & lanes+=($!); done
+running() { local p; for p in "${lanes[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 # Pack every 30 s while the lanes run, not only at the end: on 2026-11-27 a call whose BUDGET_S
 # exceeded the device call's limit was killed before the end and brought nothing back. Keep
 # BUDGET_S at least 60 s under the call's limit_s (which shrinks as the session's device time runs out).
-while [ -n "$(jobs -rp)" ]; do sleep 30; pack; done
-wait
+while running; do sleep 30; pack; done
+wait "${lanes[@]}"
+kill "$smi" 2>/dev/null
 for f in "$LOGS"/lane*.log; do echo "##### $f"; tail -c 2500 "$f"; done
 pack
