@@ -33,7 +33,8 @@
 #   profile:B+B            vitbench profile at each batch
 #   gelu                   tools/gelu_probe.py: each GELU form's error against float64
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
-# so --resume continues there in the next call); logs per lane. At the end results/_scratch/gpu
+# so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
+# power, temperature and throttle reasons each second. At the end results/_scratch/gpu
 # and the logs go to $OUT/results.tgz.
 #
 # Example (4 GPUs):
@@ -147,13 +148,20 @@ lane() {  # lane "GPU: step step ..."
 }
 
 pack() {  # what is measured so far -> $OUT/results.tgz (written aside, then renamed: never half)
-  tar czf "$OUT/.results.tgz.part" "$RES" 2>/dev/null && mv -f "$OUT/.results.tgz.part" "$OUT/results.tgz"
+  # tar exits 1 when a file grew while read (logs/smi.csv always does): the archive is still whole
+  local rc=0
+  tar czf "$OUT/.results.tgz.part" --warning=no-file-changed "$RES" 2>/dev/null || rc=$?
+  (( rc <= 1 )) && mv -f "$OUT/.results.tgz.part" "$OUT/results.tgz"
 }
-# Clocks, power, temperature and throttle reasons of every GPU every 5 s (logs/smi.csv): on
-# 2026-11-27 a batch-256 forward took 17.7-17.9 ms in one call against 16.6 ms in an earlier one.
-nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
-  --format=csv -l 5 >"$LOGS/smi.csv" 2>/dev/null &
+# Clocks, power, temperature and throttle reasons of every GPU every second (logs/smi.csv;
+# reasons 0x4: software power cap): on 2026-11-27 a batch-256 forward took 17.7 ms in one call and
+# 16.4 ms six minutes later on the same host, with the power cap in samples of both.
+# Killed on exit, also when the call's time limit kills this script.
+nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+  --format=csv -lms 1000 >>"$LOGS/smi.csv" 2>/dev/null &
 smi=$!
+trap 'kill "$smi" 2>/dev/null' EXIT
+trap 'exit 143' TERM INT  # so that the EXIT trap runs when the script is killed
 lanes=()
 for spec in "$@"; do lane "$spec" & lanes+=($!); done
 running() { local p; for p in "${lanes[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
@@ -161,7 +169,7 @@ running() { local p; for p in "${lanes[@]}"; do kill -0 "$p" 2>/dev/null && retu
 # exceeded the device call's limit was killed before the end and brought nothing back. Keep
 # BUDGET_S at least 60 s under the call's limit_s (which shrinks as the session's device time runs out).
 while running; do sleep 30; pack; done
-wait "${lanes[@]}"
+(( ${#lanes[@]} )) && wait "${lanes[@]}"  # not a bare `wait`: it would wait for the sampler too
 kill "$smi" 2>/dev/null
 for f in "$LOGS"/lane*.log; do echo "##### $f"; tail -c 2500 "$f"; done
 pack
