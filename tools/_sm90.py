@@ -22,9 +22,11 @@ SASS_CLASSES = {"fp32": re.compile(r"^F(FMA|MUL|ADD|MNMX|SEL|SETP|CHK)"), "mufu"
                 "wgmma": re.compile(r"^HGMMA"), "mma": re.compile(r"^HMMA")}
 
 
-def build(fn, sig: dict, consts: dict, attrs: dict, num_warps: int, num_stages: int) -> dict:
-    """Compile `fn` for GPUTarget("cuda", 90), assemble with the bundled ptxas, count."""
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
+def build(fn, sig: dict, consts: dict, attrs: dict, num_warps: int, num_stages: int,
+          source=ASTSource) -> dict:
+    """Compile `fn` for GPUTarget("cuda", 90), assemble with the bundled ptxas, count.
+    `source`: the AST source class (a Gluon kernel's is GluonASTSource)."""
+    k = triton.compile(source(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
                        target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": num_warps, "num_stages": num_stages})
     ptx = k.asm["ptx"]

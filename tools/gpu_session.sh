@@ -32,6 +32,7 @@
 #                          VALUE cannot hold ':' or a space)
 #   profile:B+B            vitbench profile at each batch
 #   gelu                   tools/gelu_probe.py: each GELU form's error against float64
+#   gluon                  tools/gluon_probe.py: the Gluon GEMM's configs checked, then timed
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
@@ -128,6 +129,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         ${FP32_OPS:+--gemm $FP32_OPS} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[fp32] /" ;;
     gemm)
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
+    gluon)
+      timeout "$(lim)" python3 tools/gluon_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gluon] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)

@@ -1,0 +1,259 @@
+"""Hopper linear-layer GEMM written in Gluon, for the residual epilogue: out = A @ W^T [+ bias] [+ residual].
+
+Why a second Hopper kernel: in matmul_tma.py (Triton) the residual tile is read in the epilogue,
+after the K loop, so each tile's wgmma warps wait for it (FC2 + residual at ViT-B/16 batch 256 ran
+0.84x cuBLAS's plain GEMM on an H100, against 0.97x without the residual; docs/performance.md,
+steps 3, 5 and 14: loading it into registers early, or prefetching it into L2, did not help).
+Gluon (triton.experimental.gluon) exposes shared-memory buffers, mbarriers and TMA copies, so here
+the residual tile is copied by TMA into a shared buffer of its own at the start of each tile's K
+loop and has the whole loop to arrive; the epilogue reads it from shared memory.
+
+The kernel (one partition, software-pipelined, persistent):
+- one program per SM walks tiles pid, pid + P, ... in grouped order (GROUP_M row tiles per column
+  sweep); the (tile, k) steps of all its tiles form one sequence, and the TMA loads of A and W run
+  STAGES - 1 steps ahead of the wgmma across tile boundaries (the next tile's first loads fly
+  during this tile's epilogue);
+- W [N, K] tiles are read [BLOCK_N, BLOCK_K] and fed to wgmma as a K-major B view (permute);
+- the output tile is staged in one [BLOCK_M, BLOCK_N] shared buffer and stored by TMA without
+  waiting; the same buffer receives the next tile's residual, after that store has drained
+  (tma.store_wait after the next tile's first wgmma is issued, so the drain overlaps it);
+- TMA zero-fills out-of-range reads and clips out-of-range writes: no masks except the bias load.
+
+Eligibility (`gluon_eligible`): a CUDA device of compute capability 9.x (not the interpreter:
+Gluon has none), fp16/bf16, every operand 2-D rows with unit column stride and 16-byte aligned
+rows (K % 8 == 0, N % 8 == 0), epilogue "none" or "residual", no folded layernorm. The output
+must not alias A, W or the residual (an in-place residual add goes to the other kernels).
+`vitbench.kernels.matmul` times it against the other kernels per shape (VITBENCH_MATMUL=auto).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+
+from vitbench._backend import INTERPRETER
+
+try:  # Gluon ships with triton >= 3.5; without it this kernel is simply never eligible
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
+                                                                  warpgroup_mma, warpgroup_mma_wait)
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the installed triton
+    AVAILABLE = False
+
+EPILOGUES = ("none", "residual")
+_DTYPES = (torch.float16, torch.bfloat16)
+_SMEM_BYTES = 227 * 1024
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, STAGES, num_warps); the accumulator is spread over num_warps // 4
+# warpgroups along M. Shared memory: STAGES * (BM + BN) * BK * 2 + BM * BN * 2 bytes.
+CONFIGS = (
+    (128, 256, 64, 3, 8),
+    (128, 128, 64, 4, 4),
+    (128, 128, 64, 4, 8),
+    (64, 256, 64, 4, 4),
+)
+GROUP_M = 8
+
+
+def smem_bytes(bm: int, bn: int, bk: int, stages: int, itemsize: int = 2) -> int:
+    """Shared memory of one config: the operand ring plus the output/residual buffer (+ barriers)."""
+    return stages * (bm + bn) * bk * itemsize + bm * bn * itemsize + 8 * (stages + 1)
+
+
+if AVAILABLE:
+
+    @gluon.constexpr_function
+    def _acc_layout(BLOCK_M, BLOCK_N, num_warps):
+        # wgmma accumulator: warpgroups stacked along M while each still has >= 16 rows per warp,
+        # the rest side by side along N; instruction N = the columns one warp column covers.
+        wm = 4
+        while wm < num_warps and BLOCK_M > 16 * wm:
+            wm *= 2
+        wn = num_warps // wm
+        n = min(256, BLOCK_N // wn)
+        return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[wm, wn], instr_shape=[16, n, 16])
+
+    @gluon.jit
+    def _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP: gl.constexpr):
+        # (pid_m, pid_n) of this program's t-th tile, in grouped order
+        tile = pid + t * nprog
+        in_group = GROUP * num_pid_n
+        first_m = (tile // in_group) * GROUP
+        size_m = gl.minimum(num_pid_m - first_m, GROUP)
+        pid_m = first_m + (tile % in_group) % size_m
+        pid_n = (tile % in_group) // size_m
+        return pid_m, pid_n
+
+    @gluon.jit
+    def _issue_load(j, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc, w_desc, a_bufs, w_bufs,
+                    bars, GROUP: gl.constexpr, STAGES: gl.constexpr):
+        # TMA loads of step j (tile j // k_tiles, K block j % k_tiles) into ring slot j % STAGES;
+        # nothing when j is past this program's last step
+        BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
+        BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
+        BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        pred = j < total
+        pid_m, pid_n = _tile_mn(j // k_tiles, pid, nprog, num_pid_m, num_pid_n, GROUP)
+        k = (j % k_tiles) * BLOCK_K
+        s = j % STAGES
+        bar = bars.index(s)
+        mbarrier.expect(bar, a_desc.block_type.nbytes + w_desc.block_type.nbytes, pred=pred)
+        tma.async_copy_global_to_shared(a_desc, [pid_m * BLOCK_M, k], bar, a_bufs.index(s), pred)
+        tma.async_copy_global_to_shared(w_desc, [pid_n * BLOCK_N, k], bar, w_bufs.index(s), pred)
+
+    @gluon.jit
+    def _gemm_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K,
+                     HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
+                     STAGES: gl.constexpr, num_warps: gl.constexpr):
+        BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
+        BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
+        BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        dtype: gl.constexpr = a_desc.dtype
+        acc_layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N, num_warps)
+
+        a_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_K], a_desc.layout)
+        w_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_K], w_desc.layout)
+        c_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, BLOCK_N], o_desc.layout)
+        bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        r_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(STAGES):
+            mbarrier.init(bars.index(i), count=1)
+        mbarrier.init(r_bar, count=1)
+
+        pid = gl.program_id(0)
+        nprog = gl.num_programs(0)
+        num_pid_m = gl.cdiv(M, BLOCK_M)
+        num_pid_n = gl.cdiv(N, BLOCK_N)
+        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)  # the grid has <= one program per tile
+        k_tiles = gl.cdiv(K, BLOCK_K)
+        total = my_tiles * k_tiles
+
+        for j in gl.static_range(STAGES - 1):  # fill the ring
+            _issue_load(j, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc, w_desc, a_bufs, w_bufs,
+                        bars, GROUP, STAGES)
+
+        offs_n0 = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_layout))
+        step = 0
+        for t in range(my_tiles):
+            pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
+            off_m = pid_m * BLOCK_M
+            off_n = pid_n * BLOCK_N
+            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_layout)
+            for kk in range(k_tiles):
+                s = step % STAGES
+                mbarrier.wait(bars.index(s), (step // STAGES) & 1)
+                acc = warpgroup_mma(a_bufs.index(s), w_bufs.index(s).permute((1, 0)), acc, use_acc=kk > 0,
+                                    is_async=True)
+                # <= 1 wgmma in flight: the previous step's slot is free for the load STAGES - 1 ahead
+                acc = warpgroup_mma_wait(1, deps=(acc, ))
+                _issue_load(step + STAGES - 1, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc,
+                            w_desc, a_bufs, w_bufs, bars, GROUP, STAGES)
+                if kk == 0:
+                    # the previous tile's output store has left c_smem: land this tile's residual there
+                    tma.store_wait(pendings=0)
+                    if HAS_RES:
+                        mbarrier.expect(r_bar, r_desc.block_type.nbytes)
+                        tma.async_copy_global_to_shared(r_desc, [off_m, off_n], r_bar, c_smem)
+                step += 1
+            acc = warpgroup_mma_wait(0, deps=(acc, ))
+
+            if HAS_BIAS:
+                offs_n = off_n + offs_n0
+                bias = gl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+                acc = acc + gl.expand_dims(bias.to(gl.float32), 0)
+            if HAS_RES:
+                mbarrier.wait(r_bar, t & 1)
+                acc = acc + c_smem.load(acc_layout).to(gl.float32)
+            c_smem.store(acc.to(dtype))
+            fence_async_shared()
+            tma.async_copy_shared_to_global(o_desc, [off_m, off_n], c_smem)
+        tma.store_wait(pendings=0)
+        for i in gl.static_range(STAGES):
+            mbarrier.invalidate(bars.index(i))
+        mbarrier.invalidate(r_bar)
+
+
+def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
+    """t as a 2-D [rows, cols] view without a copy (2-D, or 3-D whose rows flatten), else None."""
+    if t.dim() == 2:
+        return t
+    if t.dim() == 3 and t.stride(0) == t.shape[1] * t.stride(1):
+        return t.view(t.shape[0] * t.shape[1], t.shape[2]) if t.is_contiguous() else t.flatten(0, 1)
+    return None
+
+
+def _tma_ok(t: torch.Tensor | None) -> bool:
+    if t is None:
+        return True
+    r = _rows2d(t)
+    return (r is not None and r.stride(1) == 1 and r.data_ptr() % 16 == 0
+            and (r.stride(0) * r.element_size()) % 16 == 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+@functools.lru_cache(maxsize=None)
+def _num_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def gluon_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "none",
+                   residual: object = None, out: object = None) -> bool:
+    """Whether this kernel can take the call (see the module docstring)."""
+    if not AVAILABLE or INTERPRETER or epilogue not in EPILOGUES:
+        return False
+    tensors = [t for t in (a, w, bias, residual, out) if t is not None]
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return False
+    if not (a.is_cuda and a.dtype in _DTYPES and all(t.dtype == a.dtype and t.device == a.device for t in tensors)):
+        return False
+    if _capability(a.device.index or 0)[0] != 9:
+        return False
+    if w.dim() != 2 or a.dim() not in (2, 3) or w.shape[1] != a.shape[-1] or a.shape[-1] % 8 or w.shape[0] % 8:
+        return False
+    if (residual is not None) != (epilogue == "residual"):
+        return False
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != w.shape[0] or bias.stride(0) != 1):
+        return False
+    shape = (*a.shape[:-1], w.shape[0])
+    if any(t is not None and tuple(t.shape) != shape for t in (residual, out)):
+        return False
+    if out is not None and residual is not None and out.data_ptr() == residual.data_ptr():
+        return False
+    return all(_tma_ok(t) for t in (a, w, residual, out))
+
+
+def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 epilogue: str = "none", residual: torch.Tensor | None = None,
+                 out: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
+    """out = a @ w.T [+ bias] [+ residual] on the Gluon kernel; `config` one of CONFIGS (default
+    the first). The caller checks `gluon_eligible` (vitbench.kernels.matmul does)."""
+    bm, bn, bk, stages, warps = config or CONFIGS[0]
+    if out is None:
+        out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
+    a2, o2 = _rows2d(a), _rows2d(out)
+    r2 = _rows2d(residual) if residual is not None else o2
+    M, K = a2.shape
+    N = w.shape[0]
+    if M == 0:
+        return out
+    dt = gl.float16 if a.dtype == torch.float16 else gl.bfloat16
+    a_desc = TensorDescriptor.from_tensor(a2, [bm, bk], gl.NVMMASharedLayout.get_default_for([bm, bk], dt))
+    w_desc = TensorDescriptor.from_tensor(w, [bn, bk], gl.NVMMASharedLayout.get_default_for([bn, bk], dt))
+    c_layout = gl.NVMMASharedLayout.get_default_for([bm, bn], dt)
+    o_desc = TensorDescriptor.from_tensor(o2, [bm, bn], c_layout)
+    r_desc = TensorDescriptor.from_tensor(r2, [bm, bn], c_layout)
+    tiles = triton.cdiv(M, bm) * triton.cdiv(N, bn)
+    grid = (min(tiles, _num_sms(a.device.index or 0)), )
+    _gemm_kernel[grid](a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K,
+                       HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M,
+                       STAGES=stages, num_warps=warps)
+    return out
