@@ -21,7 +21,7 @@ import triton
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from vitbench.kernels import _dispatch  # noqa: E402
-from vitbench.kernels import matmul as mm  # noqa: E402
+from vitbench.kernels.matmul import matmul as vb_matmul  # noqa: E402
 from vitbench.kernels import matmul_gluon as mg  # noqa: E402
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
@@ -89,7 +89,7 @@ def main() -> int:
             fns = {"cuBLAS F.linear": lambda: F.linear(a, w, b)}
             if r is not None:
                 fns["torch unfused"] = lambda: torch.add(F.linear(a, w, b), r)
-            fns["vitbench matmul"] = lambda: mm.matmul(a, w, b, epilogue=epi, residual=r, out=out)
+            fns["vitbench matmul"] = lambda: vb_matmul(a, w, b, epilogue=epi, residual=r, out=out)
             for cfg in mg.CONFIGS:
                 fns[f"gluon {cfg}"] = (lambda cfg=cfg: mg.matmul_gluon(a, w, b, epilogue=epi, residual=r,
                                                                        out=out, config=cfg))
