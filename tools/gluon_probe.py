@@ -26,6 +26,7 @@ from vitbench.kernels import matmul_gluon as mg  # noqa: E402
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
 # ViT-B/16 GEMMs: name -> (N, K, epilogue the gluon kernel runs)
+EXTRA = [(128, 256, 32, 6, 8)]  # more, smaller stages in the same shared memory
 GEMMS = {"fc2": (768, 3072, "residual"), "proj": (768, 768, "residual"), "qkv": (2304, 768, "none")}
 
 
@@ -48,7 +49,7 @@ def check(dtype: torch.dtype) -> int:
                 ref = ref + b.double()
             if res is not None:
                 ref = ref + r.double()
-            for cfg in mg.CONFIGS:
+            for cfg in mg.CONFIGS + EXTRA:
                 out = torch.full((M, N), float("nan"), device="cuda", dtype=dtype)
                 try:
                     mg.matmul_gluon(a, w, bias, epilogue="residual" if res is not None else "none",
@@ -72,13 +73,22 @@ def main() -> int:
     p.add_argument("--batch", type=int, nargs="+", default=[256, 32], help="ViT-B/16 batch sizes")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--rep", type=int, default=100, help="do_bench rep (ms per measurement)")
+    p.add_argument("--graph-below", type=int, default=20000,
+                   help="GEMMs with fewer rows are timed as CUDA-graph replays (do_bench_cudagraph, L2 "
+                        "not flushed): eager launches of small GEMMs time the host, not the GPU")
     args = p.parse_args()
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  triton {triton.__version__}", flush=True)
     bad = check(torch.float16) + check(torch.bfloat16)
     dtype = torch.bfloat16
-    bench = lambda fn: triton.testing.do_bench(fn, rep=args.rep, return_mode="median")  # noqa: E731
     for batch in args.batch:
         M = batch * 197
+        if M < args.graph_below:
+            def bench(fn):
+                torch.cuda.synchronize()
+                return triton.testing.do_bench_cudagraph(fn, rep=args.rep, return_mode="median")
+        else:
+            def bench(fn):
+                return triton.testing.do_bench(fn, rep=args.rep, return_mode="median")
         for name, (N, K, epi) in GEMMS.items():
             a = torch.randn(M, K, device="cuda", dtype=dtype)
             w = torch.randn(N, K, device="cuda", dtype=dtype) / K ** 0.5
@@ -90,16 +100,21 @@ def main() -> int:
             if r is not None:
                 fns["torch unfused"] = lambda: torch.add(F.linear(a, w, b), r)
             fns["vitbench matmul"] = lambda: vb_matmul(a, w, b, epilogue=epi, residual=r, out=out)
-            for cfg in mg.CONFIGS:
+            for cfg in mg.CONFIGS + EXTRA:
                 fns[f"gluon {cfg}"] = (lambda cfg=cfg: mg.matmul_gluon(a, w, b, epilogue=epi, residual=r,
                                                                        out=out, config=cfg))
+            if r is not None:  # what the residual costs each kernel: the same GEMM without it
+                fns["vitbench no-res"] = lambda: vb_matmul(a, w, b, out=out)
+                for cfg in mg.CONFIGS[:1] + EXTRA:
+                    fns[f"gluon no-res {cfg}"] = (lambda cfg=cfg: mg.matmul_gluon(a, w, b, out=out, config=cfg))
             ok = {}
             for k, fn in fns.items():  # checked before timed (also warms up / autotunes)
                 out.fill_(float("nan"))
                 y = fn()
                 y = out if y is None else y
                 torch.cuda.synchronize()
-                ok[k] = rel_err(y, ref) <= TOL[dtype] if not k.startswith(("cuBLAS",)) else True
+                want = ref if "no-res" not in k else F.linear(a.double(), w.double(), b.double())
+                ok[k] = rel_err(y, want) <= TOL[dtype] if not k.startswith(("cuBLAS",)) else True
             times = {k: [] for k in fns if ok[k]}
             for _ in range(args.rounds):
                 for k in times:
