@@ -26,7 +26,7 @@ from vitbench.kernels import matmul_gluon as mg  # noqa: E402
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
 # ViT-B/16 GEMMs: name -> (N, K, epilogue the gluon kernel runs)
-EXTRA = [(128, 256, 32, 6, 8)]  # more, smaller stages in the same shared memory
+EXTRA = ((128, 256, 32, 6, 8), )  # more, smaller stages in the same shared memory
 GEMMS = {"fc2": (768, 3072, "residual"), "proj": (768, 768, "residual"), "qkv": (2304, 768, "none")}
 
 
