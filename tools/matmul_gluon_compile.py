@@ -34,7 +34,7 @@ def main() -> int:
             for dt, name in ((gl.bfloat16, "bf16"), (gl.float16, "fp16")):
                 sig = {"a_desc": _desc((bm, bk), dt), "w_desc": _desc((bn, bk), dt),
                        "o_desc": _desc((bm, bn), dt), "r_desc": _desc((bm, bn), dt),
-                       "bias_ptr": "*" + name, "M": "i32", "N": "i32", "K": "i32",
+                       "bias_ptr": "*" + name, "M": "i32", "N": "i32", "K": "i32", "res_step": "i32",
                        "HAS_BIAS": "constexpr", "HAS_RES": "constexpr", "GROUP": "constexpr",
                        "STAGES": "constexpr", "num_warps": "constexpr"}
                 consts = {"HAS_BIAS": True, "HAS_RES": res, "GROUP": mg.GROUP_M, "STAGES": stages,

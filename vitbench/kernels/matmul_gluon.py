@@ -15,8 +15,9 @@ The kernel (one partition, software-pipelined, persistent):
   during this tile's epilogue);
 - W [N, K] tiles are read [BLOCK_N, BLOCK_K] and fed to wgmma as a K-major B view (permute);
 - the output tile is staged in one [BLOCK_M, BLOCK_N] shared buffer and stored by TMA without
-  waiting; the same buffer receives the next tile's residual, after that store has drained
-  (tma.store_wait after the next tile's first wgmma is issued, so the drain overlaps it);
+  waiting; the same buffer receives the next tile's residual, after that store has drained: the
+  next tile waits for the store and issues the residual load halfway through its K loop (at step
+  0 the wait stalled the wgmma queue), leaving the other half for the load to arrive;
 - TMA zero-fills out-of-range reads and clips out-of-range writes: no masks except the bias load.
 
 Eligibility (`gluon_eligible`): a CUDA device of compute capability 9.x (not the interpreter:
@@ -107,7 +108,7 @@ if AVAILABLE:
         tma.async_copy_global_to_shared(w_desc, [pid_n * BLOCK_N, k], bar, w_bufs.index(s), pred)
 
     @gluon.jit
-    def _gemm_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K,
+    def _gemm_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K, res_step,
                      HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
                      STAGES: gl.constexpr, num_warps: gl.constexpr):
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
@@ -153,8 +154,10 @@ if AVAILABLE:
                 acc = warpgroup_mma_wait(1, deps=(acc, ))
                 _issue_load(step + STAGES - 1, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc,
                             w_desc, a_bufs, w_bufs, bars, GROUP, STAGES)
-                if kk == 0:
-                    # the previous tile's output store has left c_smem: land this tile's residual there
+                if kk == res_step:
+                    # the previous tile's output store has left c_smem by now (it had res_step wgmma
+                    # steps to drain; waiting on it at step 0 stalled the wgmma queue): land this
+                    # tile's residual there
                     tma.store_wait(pendings=0)
                     if HAS_RES:
                         mbarrier.expect(r_bar, r_desc.block_type.nbytes)
@@ -233,9 +236,12 @@ def gluon_eligible(a: object, w: object, bias: object = None, *, epilogue: str =
 
 def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                  epilogue: str = "none", residual: torch.Tensor | None = None,
-                 out: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
+                 out: torch.Tensor | None = None, config: tuple | None = None,
+                 res_step: int | None = None) -> torch.Tensor:
     """out = a @ w.T [+ bias] [+ residual] on the Gluon kernel; `config` one of CONFIGS (default
-    the first). The caller checks `gluon_eligible` (vitbench.kernels.matmul does)."""
+    the first). `res_step`: the K step of each tile at which the previous output store is waited
+    for and the residual load issued (default: halfway through the K loop). The caller checks
+    `gluon_eligible` (vitbench.kernels.matmul does)."""
     bm, bn, bk, stages, warps = config or CONFIGS[0]
     if out is None:
         out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
@@ -251,9 +257,11 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
     c_layout = gl.NVMMASharedLayout.get_default_for([bm, bn], dt)
     o_desc = TensorDescriptor.from_tensor(o2, [bm, bn], c_layout)
     r_desc = TensorDescriptor.from_tensor(r2, [bm, bn], c_layout)
+    k_tiles = triton.cdiv(K, bk)
+    res_step = k_tiles // 2 if res_step is None else min(max(res_step, 0), k_tiles - 1)
     tiles = triton.cdiv(M, bm) * triton.cdiv(N, bn)
     grid = (min(tiles, _num_sms(a.device.index or 0)), )
-    _gemm_kernel[grid](a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K,
+    _gemm_kernel[grid](a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K, res_step,
                        HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M,
                        STAGES=stages, num_warps=warps)
     return out
