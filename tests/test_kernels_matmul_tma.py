@@ -425,7 +425,11 @@ def test_gpu_matmul_auto_in_place(monkeypatch, epilogue):
     out = res if res is not None else poisoned(shape, torch.bfloat16, DEVICE)
     matmul_mod.matmul(a, w, bias, epilogue=epilogue, residual=res, out=out)
     assert rel_err(out, expect) < tolerance(torch.bfloat16)  # a residual added exactly once
-    assert len(timed) == 2  # both kernels timed (CUDA-graph replays), on scratch outputs
+    gluon = importlib.import_module("vitbench.kernels.matmul_gluon")
+    n_gluon = len(gluon.CANDIDATES) if epilogue in gluon.EPILOGUES and gluon.gluon_setting() else 0
+    # both kernels timed (CUDA-graph replays), on scratch outputs, and the Gluon configs that apply
+    assert len(timed) == 2 + n_gluon
     (key, pick), = dispatch.choices().items()
-    assert key[1] == (32, 197, 768) and key[5] == epilogue and pick in ("pointer", "tma")
+    assert key[1] == (32, 197, 768) and key[5] == epilogue
+    assert pick in ("pointer", "tma", *(list(gluon.CANDIDATES) if n_gluon else []))
 

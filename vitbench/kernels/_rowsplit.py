@@ -136,7 +136,7 @@ def choose(gemm: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     if not points:
         return None
     inplace = in_place(residual, out)
-    # the layout of _tma_route's key (vitbench.bench.metadata.kernel_choices unpacks its first 8),
+    # the layout of _route's key (vitbench.bench.metadata.kernel_choices unpacks its first 8),
     # then whether the second launch is `rest` (a split timed with one is not the other's choice)
     key = ("matmul-rows", tuple(a.shape), a.stride(-2), N, a.dtype, epilogue, bias is not None,
            inplace, a.device, w.stride(0), None if out is None else out.stride(-2),

@@ -306,9 +306,10 @@ def _rows(t: torch.Tensor) -> tuple[int, int]:
 
 
 # Which kernel runs the calls that the Hopper TMA path (kernels/matmul_tma.py) can take (see
-# tma_eligible), read once from VITBENCH_MATMUL: "auto" (default) times both kernels on the first
-# call of each shape and keeps the faster (kernels/_dispatch.py); "pointer" never uses the TMA
-# kernel; "tma" always does. The interpreter always runs the pointer kernel ("auto" times nothing).
+# tma_eligible), read once from VITBENCH_MATMUL: "auto" (default) times the kernels on the first
+# call of each shape and keeps the fastest (kernels/_dispatch.py): the pointer and TMA kernels, and
+# the Gluon kernel's configs where it can take the call (kernels/matmul_gluon.py; VITBENCH_GLUON=0
+# leaves them out); "pointer" never uses the TMA kernel; "tma" always does. The interpreter always runs the pointer kernel ("auto" times nothing).
 MATMUL_MODES = ("auto", "pointer", "tma")
 MODE: str = os.environ.get("VITBENCH_MATMUL", "").strip().lower() or "auto"
 # "auto" leaves GEMMs with fewer rows than this on the pointer kernel, untimed. Measured on an H100
@@ -331,21 +332,22 @@ def tma_min_rows() -> int:
     return int(raw)
 
 
-def _tma_route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> bool:
-    """True when this call goes to matmul_tma (MODE and, for "auto", the per-shape timing)."""
+def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
+    """Which kernel this call goes to: "pointer", "tma" (matmul_tma) or a Gluon config's name
+    (matmul_gluon.CANDIDATES), from MODE and, for "auto", the per-shape timing."""
     if MODE not in MATMUL_MODES:
         raise VitbenchError(f"VITBENCH_MATMUL={MODE!r}: choose one of {', '.join(MATMUL_MODES)}")
     if MODE == "pointer" or (MODE == "auto" and INTERPRETER):
-        return False
+        return "pointer"
     from vitbench.kernels.matmul_tma import tma_eligible
 
     if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
-        return False
+        return "pointer"
     if MODE == "tma":
-        return True
+        return "tma"
     if a.numel() // a.shape[-1] < tma_min_rows():
-        return False
-    from vitbench.kernels import _dispatch
+        return "pointer"
+    from vitbench.kernels import _dispatch, matmul_gluon
     from vitbench.kernels.matmul_tma import matmul_tma
 
     inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
@@ -357,19 +359,24 @@ def _tma_route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> 
            None if residual is None else residual.stride(-2), ln is not None, row_stats is not None)
     hit = _dispatch.lookup(key)
     if hit is not None:
-        return hit == "tma"
+        return hit
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
-        return False  # nothing can be timed inside a graph capture: the pointer kernel, uncached
+        return "pointer"  # nothing can be timed inside a graph capture: the pointer kernel, uncached
     # Timed on scratch outputs (the in-place variant on a copy of the residual): the real out and
     # residual are written only by the call that follows.
     res = residual.clone() if inplace else residual
     scratch = res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
     kw = dict(epilogue=epilogue, residual=res, out=scratch, ln=ln, row_stats=row_stats)
-    pick = _dispatch.fastest(key, {
+    candidates = {
         "pointer": lambda: _matmul_pointer(a, w, bias, precision="ieee", **kw),
         "tma": lambda: matmul_tma(a, w, bias, **kw),
-    })
-    return pick == "tma"
+    }
+    if (ln is None and row_stats is None and matmul_gluon.gluon_setting()
+            and matmul_gluon.gluon_eligible(a, w, bias, epilogue=epilogue, residual=res, out=scratch)):
+        for name, cfg in matmul_gluon.CANDIDATES.items():
+            candidates[name] = (lambda cfg=cfg: matmul_gluon.matmul_gluon(
+                a, w, bias, epilogue=epilogue, residual=res, out=scratch, config=cfg))
+    return _dispatch.fastest(key, candidates)
 
 
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -448,13 +455,19 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
                   epilogue: str = "none", residual: torch.Tensor | None = None,
                   precision: str = "ieee", out: torch.Tensor | None = None,
                   ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
-    """matmul() as one GEMM (no row split): the TMA or the pointer kernel."""
-    if (precision in PRECISIONS and isinstance(a, torch.Tensor)
-            and a.dtype in (torch.float16, torch.bfloat16)
-            and _tma_route(a, w, bias, epilogue, residual, out, ln, row_stats)):
+    """matmul() as one GEMM (no row split): the TMA, a Gluon or the pointer kernel."""
+    route = "pointer"
+    if precision in PRECISIONS and isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16):
+        route = _route(a, w, bias, epilogue, residual, out, ln, row_stats)
+    if route == "tma":
         from vitbench.kernels.matmul_tma import matmul_tma
 
         return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out, ln=ln, row_stats=row_stats)
+    if route != "pointer":
+        from vitbench.kernels import matmul_gluon
+
+        return matmul_gluon.matmul_gluon(a, w, bias, epilogue=epilogue, residual=residual, out=out,
+                                         config=matmul_gluon.CANDIDATES[route])
     return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
                            ln=ln, row_stats=row_stats)
 

@@ -213,7 +213,7 @@ def choose(whole: Callable[..., torch.Tensor], a: torch.Tensor, w: torch.Tensor,
     if not configs:
         return None
     inplace = _rowsplit.in_place(residual, out)
-    # the layout of matmul's _tma_route key (vitbench.bench.metadata.kernel_choices unpacks it)
+    # the layout of matmul's _route key (vitbench.bench.metadata.kernel_choices unpacks it)
     key = ("matmul-2pass", tuple(a.shape), a.stride(-2), N, a.dtype, epilogue, bias is not None,
            inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
            None if residual is None else residual.stride(-2))
