@@ -72,7 +72,7 @@ def test_not_eligible_without_a_hopper_gpu():
 
 def test_configs_fit_shared_memory():
     assert gluon_mod.CANDIDATES and set(gluon_mod.CANDIDATES.values()) <= set(gluon_mod.CONFIGS)
-    for bm, bn, bk, stages, warps in gluon_mod.CONFIGS:
+    for bm, bn, bk, stages, warps, _ws in gluon_mod.CONFIGS:
         assert gluon_mod.smem_bytes(bm, bn, bk, stages) <= gluon_mod._SMEM_BYTES
         assert warps % 4 == 0 and bm % 64 == 0 and bn % 64 == 0 and stages >= 2
 

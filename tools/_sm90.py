@@ -23,12 +23,13 @@ SASS_CLASSES = {"fp32": re.compile(r"^F(FMA|MUL|ADD|MNMX|SEL|SETP|CHK)"), "mufu"
 
 
 def build(fn, sig: dict, consts: dict, attrs: dict, num_warps: int, num_stages: int,
-          source=ASTSource) -> dict:
+          source=ASTSource, maxnreg: int | None = None) -> dict:
     """Compile `fn` for GPUTarget("cuda", 90), assemble with the bundled ptxas, count.
     `source`: the AST source class (a Gluon kernel's is GluonASTSource)."""
     k = triton.compile(source(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
                        target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": num_warps, "num_stages": num_stages})
+                       options={"num_warps": num_warps, "num_stages": num_stages,
+                                **({"maxnreg": maxnreg} if maxnreg else {})})
     ptx = k.asm["ptx"]
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "k.ptx")

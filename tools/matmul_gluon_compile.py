@@ -29,7 +29,7 @@ def _desc(shape, dt) -> str:
 def main() -> int:
     bad = 0
     print(f"{'config':<22} {'epilogue':<9} {'dtype':<5} regs spill  smem   wgmma tma_ld tma_st")
-    for bm, bn, bk, stages, warps in mg.CONFIGS:
+    for bm, bn, bk, stages, warps, ws in mg.CONFIGS:
         for res in (False, True):
             for dt, name in ((gl.bfloat16, "bf16"), (gl.float16, "fp16")):
                 sig = {"a_desc": _desc((bm, bk), dt), "w_desc": _desc((bn, bk), dt),
@@ -39,9 +39,11 @@ def main() -> int:
                        "STAGES": "constexpr", "num_warps": "constexpr"}
                 consts = {"HAS_BIAS": True, "HAS_RES": res, "GROUP": mg.GROUP_M, "STAGES": stages,
                           "num_warps": warps}
-                label = f"{bm}x{bn}x{bk} s{stages} w{warps}"
+                label = f"{bm}x{bn}x{bk} s{stages} w{warps}{' ws' * ws}"
                 try:
-                    r = build(mg._gemm_kernel, sig, consts, {}, warps, stages, source=GluonASTSource)
+                    r = build(mg._gemm_ws_kernel if ws else mg._gemm_kernel, sig, consts, {}, warps, stages,
+                              source=GluonASTSource,
+                              maxnreg=min(248, 65536 // ((warps + 4) * 32)) // 8 * 8 if ws else None)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     print(f"{label:<22} {'residual' if res else 'bias':<9} {name:<5} FAILED: "
                           f"{type(exc).__name__}: {str(exc)[:600]}")

@@ -52,18 +52,23 @@ EPILOGUES = ("none", "residual")
 _DTYPES = (torch.float16, torch.bfloat16)
 _SMEM_BYTES = 227 * 1024
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, STAGES, num_warps); the accumulator is spread over num_warps // 4
-# warpgroups along M. Shared memory: STAGES * (BM + BN) * BK * 2 + BM * BN * 2 bytes.
+# (BLOCK_M, BLOCK_N, BLOCK_K, STAGES, num_warps, WS); the accumulator is spread over num_warps // 4
+# warpgroups along M. Shared memory: STAGES * (BM + BN) * BK * 2 + BM * BN * 2 bytes. WS: warp-
+# specialised (_gemm_ws_kernel: one more warp issues every TMA load, the num_warps warps only wait,
+# multiply and store).
 CONFIGS = (
-    (128, 256, 64, 3, 8),
-    (128, 128, 64, 4, 4),
-    (128, 128, 64, 4, 8),
-    (64, 256, 64, 4, 4),
+    (128, 256, 64, 3, 8, False),
+    (128, 128, 64, 4, 4, False),
+    (128, 128, 64, 4, 8, False),
+    (64, 256, 64, 4, 4, False),
+    (128, 256, 64, 3, 8, True),
+    (128, 128, 64, 4, 4, True),
 )
 GROUP_M = 8
 # the configs vitbench.kernels.matmul times per shape, by the name its choice is recorded under
 # (128x128 w8 is left out: slowest at every ViT-B/16 shape measured on an H100)
-CANDIDATES = {f"gluon-{c[0]}x{c[1]}x{c[2]}-s{c[3]}-w{c[4]}": c for c in CONFIGS if c != (128, 128, 64, 4, 8)}
+CANDIDATES = {f"gluon-{c[0]}x{c[1]}x{c[2]}-s{c[3]}-w{c[4]}{'-ws' * c[5]}": c for c in CONFIGS
+              if c[:5] != (128, 128, 64, 4, 8)}
 GLUON_ENV = "VITBENCH_GLUON"
 
 
@@ -192,6 +197,118 @@ if AVAILABLE:
         mbarrier.invalidate(r_bar)
 
 
+    @gluon.jit
+    def _ws_loader(a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, M, N, K,
+                   res_step, HAS_RES: gl.constexpr, GROUP: gl.constexpr, STAGES: gl.constexpr):
+        # worker partition (1 warp): every TMA load, STAGES slots ahead of the wgmma; the residual
+        # after the load of K step res_step, once the previous tile's output store left c_smem
+        BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
+        BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
+        BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        pid = gl.program_id(0)
+        nprog = gl.num_programs(0)
+        num_pid_m = gl.cdiv(M, BLOCK_M)
+        num_pid_n = gl.cdiv(N, BLOCK_N)
+        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
+        k_tiles = gl.cdiv(K, BLOCK_K)
+        step = 0
+        for t in range(my_tiles):
+            pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
+            off_m = pid_m * BLOCK_M
+            off_n = pid_n * BLOCK_N
+            for kk in range(k_tiles):
+                s = step % STAGES
+                mbarrier.wait(empty.index(s), ((step // STAGES) & 1) ^ 1)  # fresh barriers: phase 1 done
+                bar = ready.index(s)
+                mbarrier.expect(bar, a_desc.block_type.nbytes + w_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(a_desc, [off_m, kk * BLOCK_K], bar, a_bufs.index(s))
+                tma.async_copy_global_to_shared(w_desc, [off_n, kk * BLOCK_K], bar, w_bufs.index(s))
+                if HAS_RES:
+                    if kk == res_step:
+                        mbarrier.wait(c_free, t & 1)
+                        mbarrier.expect(r_bar, r_desc.block_type.nbytes)
+                        tma.async_copy_global_to_shared(r_desc, [off_m, off_n], r_bar, c_smem)
+                step += 1
+
+    @gluon.jit
+    def _ws_mma_epilogue(a_desc, w_desc, o_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, bias_ptr,
+                         M, N, K, HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
+                         STAGES: gl.constexpr, num_warps: gl.constexpr):
+        # default partition: wgmma on each ready slot, the slot released once its wgmma retired;
+        # the epilogue as in _gemm_kernel
+        BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
+        BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
+        BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        dtype: gl.constexpr = a_desc.dtype
+        acc_layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N, num_warps)
+        pid = gl.program_id(0)
+        nprog = gl.num_programs(0)
+        num_pid_m = gl.cdiv(M, BLOCK_M)
+        num_pid_n = gl.cdiv(N, BLOCK_N)
+        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
+        k_tiles = gl.cdiv(K, BLOCK_K)
+        offs_n0 = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_layout))
+        step = 0
+        for t in range(my_tiles):
+            pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
+            off_m = pid_m * BLOCK_M
+            off_n = pid_n * BLOCK_N
+            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_layout)
+            for kk in range(k_tiles):
+                s = step % STAGES
+                mbarrier.wait(ready.index(s), (step // STAGES) & 1)
+                acc = warpgroup_mma(a_bufs.index(s), w_bufs.index(s).permute((1, 0)), acc, use_acc=kk > 0,
+                                    is_async=True)
+                acc = warpgroup_mma_wait(1, deps=(acc, ))
+                # the previous step's wgmma has retired: its slot goes back to the loader
+                mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES), pred=kk > 0)
+                if kk == 0:
+                    tma.store_wait(pendings=0)  # the previous tile's output store has left c_smem
+                    if HAS_RES:
+                        mbarrier.arrive(c_free)
+                step += 1
+            acc = warpgroup_mma_wait(0, deps=(acc, ))
+            mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES))
+            if HAS_BIAS:
+                offs_n = off_n + offs_n0
+                bias = gl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+                acc = acc + gl.expand_dims(bias.to(gl.float32), 0)
+            if HAS_RES:
+                mbarrier.wait(r_bar, t & 1)
+                acc = acc + c_smem.load(acc_layout).to(gl.float32)
+            c_smem.store(acc.to(dtype))
+            fence_async_shared()
+            tma.async_copy_shared_to_global(o_desc, [off_m, off_n], c_smem)
+        tma.store_wait(pendings=0)
+
+    @gluon.jit
+    def _gemm_ws_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K, res_step,
+                        HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
+                        STAGES: gl.constexpr, num_warps: gl.constexpr):
+        BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
+        BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
+        BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        dtype: gl.constexpr = a_desc.dtype
+        a_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_K], a_desc.layout)
+        w_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_K], w_desc.layout)
+        c_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, BLOCK_N], o_desc.layout)
+        ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        r_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        c_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(STAGES):
+            mbarrier.init(ready.index(i), count=1)
+            mbarrier.init(empty.index(i), count=1)
+        mbarrier.init(r_bar, count=1)
+        mbarrier.init(c_free, count=1)
+        gl.warp_specialize([
+            (_ws_mma_epilogue, (a_desc, w_desc, o_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free,
+                                bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES, num_warps)),
+            (_ws_loader, (a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, M, N, K,
+                          res_step, HAS_RES, GROUP, STAGES)),
+        ], [1], [40])
+
+
 def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
     """t as a 2-D [rows, cols] view without a copy (2-D, or 3-D whose rows flatten), else None."""
     if t.dim() == 2:
@@ -254,7 +371,7 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
     the first). `res_step`: the K step of each tile at which the previous output store is waited
     for and the residual load issued (default: halfway through the K loop). The caller checks
     `gluon_eligible` (vitbench.kernels.matmul does)."""
-    bm, bn, bk, stages, warps = config or CONFIGS[0]
+    bm, bn, bk, stages, warps, ws = config or CONFIGS[0]
     if out is None:
         out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
     a2, o2 = _rows2d(a), _rows2d(out)
@@ -273,7 +390,11 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
     res_step = k_tiles // 2 if res_step is None else min(max(res_step, 0), k_tiles - 1)
     tiles = triton.cdiv(M, bm) * triton.cdiv(N, bn)
     grid = (min(tiles, _num_sms(a.device.index or 0)), )
-    _gemm_kernel[grid](a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K, res_step,
-                       HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M,
-                       STAGES=stages, num_warps=warps)
+    args = (a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K, res_step)
+    meta = dict(HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M, STAGES=stages,
+                num_warps=warps)
+    if ws:  # registers: (num_warps + 4 for the loader's warpgroup) x 32 threads share 64K
+        _gemm_ws_kernel[grid](*args, **meta, maxnreg=min(248, 65536 // ((warps + 4) * 32)) // 8 * 8)
+    else:
+        _gemm_kernel[grid](*args, **meta)
     return out
