@@ -39,13 +39,21 @@
 # and the logs go to $OUT/results.tgz.
 #
 # Example (4 GPUs):
-#   VITBENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/gpu_session.sh 570 "0: gemm profile:1+256" \
-#     "1: model:bf16" "2: model:fp32" "3: tests"
+#   VITBENCH_GIT_COMMIT=<full hash of your checkout's HEAD> bash tools/gpu_session.sh 570 \
+#     "0: gemm profile:1+256" "1: model:bf16" "2: model:fp32" "3: tests"
 # Learned on 2026-11-27: the GPU test set needs ~6-8 min of compile+autotune with -n 14; a model
 # sweep of one dtype (5 batches x 4 providers) ~4-5 min (torch.compile ~15-20 s per batch size).
-# The copied tree there has no .git: pass VITBENCH_GIT_COMMIT=<hash> so run metadata names the
-# commit (commit first).
+# Pass VITBENCH_GIT_COMMIT=<hash> so run metadata names the commit (commit first), with the hash
+# written into the command text: a $(git rev-parse HEAD) inside the command runs on the device,
+# whose copy may carry a .git of an older commit under the newer tree (2026-11-27: it said 9b926aa
+# for runs of 7f29dde and 36e033f). That case is caught below and marked "+modified".
 set -uo pipefail
+if head=$(git rev-parse HEAD 2>/dev/null) && [ "${VITBENCH_GIT_COMMIT:-}" = "$head" ] \
+    && ! git diff --quiet HEAD 2>/dev/null; then
+  echo "WARNING: VITBENCH_GIT_COMMIT is this copy's git HEAD, but the tree differs from it;" \
+    "pass the hash from your checkout. Recorded as $head+modified." >&2
+  export VITBENCH_GIT_COMMIT="$head+modified"
+fi
 # The device image lacks pydantic: wheels carried in .whl (see README "Running on the lent GPU").
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
