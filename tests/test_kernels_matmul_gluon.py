@@ -65,6 +65,8 @@ def test_cli_rejects_a_bad_setting(monkeypatch):
 
 
 def test_not_eligible_without_a_hopper_gpu():
+    if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9 and DEVICE != "cpu":
+        pytest.skip("a Hopper GPU: these inputs are eligible there (test_gpu_eligibility)")
     a, w, b, r = make((40, 32), 16, torch.float16)
     assert not gluon_mod.gluon_eligible(a, w, b, epilogue="residual", residual=r)
     assert not gluon_mod.gluon_eligible(a, w, b)
@@ -148,13 +150,49 @@ def test_gpu_configs(dtype, M, N, K):
 def test_gpu_in_place_3d_rows(res_step):
     # out = residual (same view), rows of a [B, T, K] input; residual loaded at various K steps
     _need_sm90()
-    a, w, b, r = make((3, 197, 768), 768, torch.bfloat16)
+    a, w, b, r = make((32, 197, 768), 768, torch.bfloat16)  # 150 tiles of 128x256: > 1 per program
     expect = ref(a, w, b, r)
     for cfg in gluon_mod.CONFIGS:
         h = r.clone()
         gluon_mod.matmul_gluon(a, w, b, epilogue="residual", residual=h, out=h, config=cfg, res_step=res_step)
         err = rel_err(h, expect)
         assert err < tolerance(torch.bfloat16), f"{cfg}: rel err {err}"
+
+
+def test_cached_gluon_choice_is_checked_again(monkeypatch):
+    """A cached Gluon choice whose call the Gluon kernel can no longer take (here VITBENCH_GLUON=0
+    set after the choice was made: the cache key leaves it out) runs on the TMA kernel instead."""
+    import vitbench.kernels.matmul_tma as tma_mod
+
+    calls = []
+    pointer, real_tma = matmul_mod._matmul_pointer, tma_mod.matmul_tma
+
+    def fake_gluon(a, w, bias=None, *, epilogue="none", residual=None, out=None, config=None):
+        calls.append("gluon")
+        return pointer(a, w, bias, epilogue=epilogue, residual=residual, out=out)
+
+    def fake_timer(fn):  # the Gluon candidates "win"
+        before = len(calls)
+        fn()
+        return 1.0 if calls[before:] == ["gluon"] else 2.0
+
+    monkeypatch.setattr(tma_mod, "matmul_tma", lambda *a, **k: calls.append("tma") or real_tma(*a, **k))
+    monkeypatch.setattr(gluon_mod, "matmul_gluon", fake_gluon)
+    monkeypatch.setattr(gluon_mod, "gluon_eligible", lambda *a, **k: True)
+    monkeypatch.setattr(dispatch, "_median_ms", fake_timer)
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setattr(matmul_mod, "INTERPRETER", False)
+    monkeypatch.setattr(matmul_mod, "TMA_MIN_ROWS", 8)
+    monkeypatch.setenv("VITBENCH_ROW_SPLIT", "0")
+    monkeypatch.setenv("VITBENCH_GLUON", "1")
+    a, w, b, r = make((2, 21, 32), 16, torch.float16)
+    matmul_mod.matmul(a, w, b, epilogue="residual", residual=r)
+    assert list(dispatch.choices().values())[0] in gluon_mod.CANDIDATES and calls[-1] == "gluon"
+    calls.clear()
+    monkeypatch.setenv("VITBENCH_GLUON", "0")
+    got = matmul_mod.matmul(a, w, b, epilogue="residual", residual=r)
+    assert calls == ["tma"]
+    assert rel_err(got, ref(a, w, b, r)) < tolerance(torch.float16)
 
 
 @pytest.mark.gpu

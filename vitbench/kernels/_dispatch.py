@@ -1,8 +1,8 @@
-"""Per-shape choice between two implementations of one op, made by timing both once.
+"""Per-shape choice between implementations of one op, made by timing each once.
 
 Autotuning picks a config within one kernel; this picks between kernels (for the linear GEMM:
-matmul.py's pointer kernel and matmul_tma.py's persistent TMA kernel, whose relative speed
-depends on the shape: measured on an H100 on 2026-11-27, the TMA kernel was 0.59x the pointer
+matmul.py's pointer kernel, matmul_tma.py's persistent TMA kernel and matmul_gluon.py's configs,
+whose relative speed depends on the shape: measured on an H100 on 2026-11-27, the TMA kernel was 0.59x the pointer
 kernel on the batch-8 QKV GEMM and 1.04x on the batch-8 FC1 GEMM). The first call of a key runs
 each candidate once (its own autotuning happens there), times it replayed from a CUDA graph (as
 the model runs it, and without the launchers' different Python costs) and caches the fastest;

@@ -359,6 +359,12 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
            None if residual is None else residual.stride(-2), ln is not None, row_stats is not None)
     hit = _dispatch.lookup(key)
     if hit is not None:
+        # the key leaves out what only the Gluon kernel needs (e.g. a unit-stride bias, rows that
+        # flatten without a copy) and VITBENCH_GLUON: checked again, else the TMA kernel
+        if hit in matmul_gluon.CANDIDATES and not (
+                ln is None and row_stats is None and matmul_gluon.gluon_setting()
+                and matmul_gluon.gluon_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out)):
+            return "tma"
         return hit
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         return "pointer"  # nothing can be timed inside a graph capture: the pointer kernel, uncached
@@ -399,6 +405,10 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     may run as two GEMMs over row ranges (kernels/_rowsplit.py), the second of them as a two-pass
     split-K (kernels/matmul_splitk.py), each where that timed faster.
     """
+    if MODE == "auto" and not INTERPRETER:
+        from vitbench.kernels.matmul_gluon import gluon_setting
+
+        gluon_setting()  # a bad VITBENCH_GLUON raises here, not inside a timing that would skip it
     if ln is None and row_stats is None and _row_split_ok(a, w, bias, epilogue, residual, out, precision):
         from vitbench.kernels import matmul_splitk
 

@@ -5,8 +5,9 @@ after the K loop, so each tile's wgmma warps wait for it (FC2 + residual at ViT-
 0.84x cuBLAS's plain GEMM on an H100, against 0.97x without the residual; docs/performance.md,
 steps 3, 5 and 14: loading it into registers early, or prefetching it into L2, did not help).
 Gluon (triton.experimental.gluon) exposes shared-memory buffers, mbarriers and TMA copies, so here
-the residual tile is copied by TMA into a shared buffer of its own at the start of each tile's K
-loop and has the whole loop to arrive; the epilogue reads it from shared memory.
+the residual tile is copied by TMA into shared memory (the output staging buffer, once the
+previous tile's store has left it) partway through each tile's K loop, and has the rest of the
+loop to arrive; the epilogue reads it from shared memory (docs/performance.md, step 15).
 
 The kernel (one partition, software-pipelined, persistent):
 - one program per SM walks tiles pid, pid + P, ... in grouped order (GROUP_M row tiles per column
@@ -16,8 +17,11 @@ The kernel (one partition, software-pipelined, persistent):
 - W [N, K] tiles are read [BLOCK_N, BLOCK_K] and fed to wgmma as a K-major B view (permute);
 - the output tile is staged in one [BLOCK_M, BLOCK_N] shared buffer and stored by TMA without
   waiting; the same buffer receives the next tile's residual, after that store has drained: the
-  next tile waits for the store and issues the residual load halfway through its K loop (at step
-  0 the wait stalled the wgmma queue), leaving the other half for the load to arrive;
+  next tile waits for the store and issues the residual load at K step `res_step` (default
+  halfway; step 0 measured the same on an H100), leaving the rest of the loop for it to arrive;
+- warp-specialised configs (WS, `_gemm_ws_kernel`): a loader warp issues every TMA load, the
+  residual's after K step `res_step` once the wgmma warps have waited for the previous store
+  (at their step 0) and said so on an mbarrier;
 - TMA zero-fills out-of-range reads and clips out-of-range writes: no masks except the bias load.
 
 Eligibility (`gluon_eligible`): a CUDA device of compute capability 9.x (not the interpreter:
@@ -169,9 +173,8 @@ if AVAILABLE:
                 _issue_load(step + STAGES - 1, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc,
                             w_desc, a_bufs, w_bufs, bars, GROUP, STAGES)
                 if kk == res_step:
-                    # the previous tile's output store has left c_smem by now (it had res_step wgmma
-                    # steps to drain; waiting on it at step 0 stalled the wgmma queue): land this
-                    # tile's residual there
+                    # the previous tile's output store has had res_step wgmma steps to leave c_smem:
+                    # wait for it, then land this tile's residual there
                     tma.store_wait(pendings=0)
                     if HAS_RES:
                         mbarrier.expect(r_bar, r_desc.block_type.nbytes)
@@ -307,6 +310,11 @@ if AVAILABLE:
         ], [1], [40])
 
 
+def kernel_name(config: tuple | None) -> str:
+    """The name of the kernel matmul_gluon launches for `config` (as profilers show it)."""
+    return "_gemm_ws_kernel" if (config or CONFIGS[0])[5] else "_gemm_kernel"
+
+
 def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
     """t as a 2-D [rows, cols] view without a copy (2-D, or 3-D whose rows flatten), else None."""
     if t.dim() == 2:
@@ -346,7 +354,8 @@ def gluon_eligible(a: object, w: object, bias: object = None, *, epilogue: str =
         return False
     if _capability(a.device.index or 0)[0] != 9:
         return False
-    if w.dim() != 2 or a.dim() not in (2, 3) or w.shape[1] != a.shape[-1] or a.shape[-1] % 8 or w.shape[0] % 8:
+    if (w.dim() != 2 or a.dim() not in (2, 3) or w.shape[1] != a.shape[-1] or a.shape[-1] % 8 or w.shape[0] % 8
+            or a.shape[-1] == 0 or w.shape[0] == 0):
         return False
     if (residual is not None) != (epilogue == "residual"):
         return False
