@@ -109,6 +109,42 @@ if AVAILABLE:
         return pid_m, pid_n
 
     @gluon.jit
+    def _schedule(M, N, K, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr):
+        # this program's share of the tiles: (pid, programs, tile rows, tile columns, its tile
+        # count, K steps per tile); the grid has at most one program per tile
+        pid = gl.program_id(0)
+        nprog = gl.num_programs(0)
+        num_pid_m = gl.cdiv(M, BLOCK_M)
+        num_pid_n = gl.cdiv(N, BLOCK_N)
+        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
+        return pid, nprog, num_pid_m, num_pid_n, my_tiles, gl.cdiv(K, BLOCK_K)
+
+    @gluon.jit
+    def _mma_step(acc, a_bufs, w_bufs, bars, step, use_acc, STAGES: gl.constexpr):
+        # wait for the ring slot of `step`, issue its wgmma; on return at most that one is in
+        # flight, so the previous step's slot is free again
+        s = step % STAGES
+        mbarrier.wait(bars.index(s), (step // STAGES) & 1)
+        acc = warpgroup_mma(a_bufs.index(s), w_bufs.index(s).permute((1, 0)), acc, use_acc=use_acc, is_async=True)
+        return warpgroup_mma_wait(1, deps=(acc, ))
+
+    @gluon.jit
+    def _tile_epilogue(acc, c_smem, r_bar, bias_ptr, o_desc, off_m, off_n, N, t,
+                       HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, acc_layout: gl.constexpr):
+        # bias, the residual that waits in c_smem (t: this program's tile count so far, for the
+        # barrier phase), one rounding, then the output staged in c_smem and stored by TMA
+        if HAS_BIAS:
+            offs_n = off_n + gl.arange(0, o_desc.block_type.shape[1], layout=gl.SliceLayout(0, acc_layout))
+            bias = gl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
+            acc = acc + gl.expand_dims(bias.to(gl.float32), 0)
+        if HAS_RES:
+            mbarrier.wait(r_bar, t & 1)
+            acc = acc + c_smem.load(acc_layout).to(gl.float32)
+        c_smem.store(acc.to(o_desc.dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(o_desc, [off_m, off_n], c_smem)
+
+    @gluon.jit
     def _issue_load(j, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc, w_desc, a_bufs, w_bufs,
                     bars, GROUP: gl.constexpr, STAGES: gl.constexpr):
         # TMA loads of step j (tile j // k_tiles, K block j % k_tiles) into ring slot j % STAGES;
@@ -144,19 +180,13 @@ if AVAILABLE:
             mbarrier.init(bars.index(i), count=1)
         mbarrier.init(r_bar, count=1)
 
-        pid = gl.program_id(0)
-        nprog = gl.num_programs(0)
-        num_pid_m = gl.cdiv(M, BLOCK_M)
-        num_pid_n = gl.cdiv(N, BLOCK_N)
-        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)  # the grid has <= one program per tile
-        k_tiles = gl.cdiv(K, BLOCK_K)
+        pid, nprog, num_pid_m, num_pid_n, my_tiles, k_tiles = _schedule(M, N, K, BLOCK_M, BLOCK_N, BLOCK_K)
         total = my_tiles * k_tiles
 
         for j in gl.static_range(STAGES - 1):  # fill the ring
             _issue_load(j, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc, w_desc, a_bufs, w_bufs,
                         bars, GROUP, STAGES)
 
-        offs_n0 = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_layout))
         step = 0
         for t in range(my_tiles):
             pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
@@ -164,12 +194,8 @@ if AVAILABLE:
             off_n = pid_n * BLOCK_N
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_layout)
             for kk in range(k_tiles):
-                s = step % STAGES
-                mbarrier.wait(bars.index(s), (step // STAGES) & 1)
-                acc = warpgroup_mma(a_bufs.index(s), w_bufs.index(s).permute((1, 0)), acc, use_acc=kk > 0,
-                                    is_async=True)
-                # <= 1 wgmma in flight: the previous step's slot is free for the load STAGES - 1 ahead
-                acc = warpgroup_mma_wait(1, deps=(acc, ))
+                acc = _mma_step(acc, a_bufs, w_bufs, bars, step, kk > 0, STAGES)
+                # the previous step's slot is free for the load STAGES - 1 ahead
                 _issue_load(step + STAGES - 1, total, k_tiles, pid, nprog, num_pid_m, num_pid_n, a_desc,
                             w_desc, a_bufs, w_bufs, bars, GROUP, STAGES)
                 if kk == res_step:
@@ -181,17 +207,7 @@ if AVAILABLE:
                         tma.async_copy_global_to_shared(r_desc, [off_m, off_n], r_bar, c_smem)
                 step += 1
             acc = warpgroup_mma_wait(0, deps=(acc, ))
-
-            if HAS_BIAS:
-                offs_n = off_n + offs_n0
-                bias = gl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
-                acc = acc + gl.expand_dims(bias.to(gl.float32), 0)
-            if HAS_RES:
-                mbarrier.wait(r_bar, t & 1)
-                acc = acc + c_smem.load(acc_layout).to(gl.float32)
-            c_smem.store(acc.to(dtype))
-            fence_async_shared()
-            tma.async_copy_shared_to_global(o_desc, [off_m, off_n], c_smem)
+            _tile_epilogue(acc, c_smem, r_bar, bias_ptr, o_desc, off_m, off_n, N, t, HAS_BIAS, HAS_RES, acc_layout)
         tma.store_wait(pendings=0)
         for i in gl.static_range(STAGES):
             mbarrier.invalidate(bars.index(i))
@@ -206,12 +222,7 @@ if AVAILABLE:
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
-        pid = gl.program_id(0)
-        nprog = gl.num_programs(0)
-        num_pid_m = gl.cdiv(M, BLOCK_M)
-        num_pid_n = gl.cdiv(N, BLOCK_N)
-        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
-        k_tiles = gl.cdiv(K, BLOCK_K)
+        pid, nprog, num_pid_m, num_pid_n, my_tiles, k_tiles = _schedule(M, N, K, BLOCK_M, BLOCK_N, BLOCK_K)
         step = 0
         for t in range(my_tiles):
             pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
@@ -240,15 +251,8 @@ if AVAILABLE:
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
-        dtype: gl.constexpr = a_desc.dtype
         acc_layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N, num_warps)
-        pid = gl.program_id(0)
-        nprog = gl.num_programs(0)
-        num_pid_m = gl.cdiv(M, BLOCK_M)
-        num_pid_n = gl.cdiv(N, BLOCK_N)
-        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
-        k_tiles = gl.cdiv(K, BLOCK_K)
-        offs_n0 = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_layout))
+        pid, nprog, num_pid_m, num_pid_n, my_tiles, k_tiles = _schedule(M, N, K, BLOCK_M, BLOCK_N, BLOCK_K)
         step = 0
         for t in range(my_tiles):
             pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
@@ -256,11 +260,7 @@ if AVAILABLE:
             off_n = pid_n * BLOCK_N
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_layout)
             for kk in range(k_tiles):
-                s = step % STAGES
-                mbarrier.wait(ready.index(s), (step // STAGES) & 1)
-                acc = warpgroup_mma(a_bufs.index(s), w_bufs.index(s).permute((1, 0)), acc, use_acc=kk > 0,
-                                    is_async=True)
-                acc = warpgroup_mma_wait(1, deps=(acc, ))
+                acc = _mma_step(acc, a_bufs, w_bufs, ready, step, kk > 0, STAGES)
                 # the previous step's wgmma has retired: its slot goes back to the loader
                 mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES), pred=kk > 0)
                 if kk == 0:
@@ -270,16 +270,7 @@ if AVAILABLE:
                 step += 1
             acc = warpgroup_mma_wait(0, deps=(acc, ))
             mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES))
-            if HAS_BIAS:
-                offs_n = off_n + offs_n0
-                bias = gl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
-                acc = acc + gl.expand_dims(bias.to(gl.float32), 0)
-            if HAS_RES:
-                mbarrier.wait(r_bar, t & 1)
-                acc = acc + c_smem.load(acc_layout).to(gl.float32)
-            c_smem.store(acc.to(dtype))
-            fence_async_shared()
-            tma.async_copy_shared_to_global(o_desc, [off_m, off_n], c_smem)
+            _tile_epilogue(acc, c_smem, r_bar, bias_ptr, o_desc, off_m, off_n, N, t, HAS_BIAS, HAS_RES, acc_layout)
         tma.store_wait(pendings=0)
 
     @gluon.jit
