@@ -65,7 +65,12 @@ budget=$1; shift
 deadline=$(( $(date +%s) + budget ))
 left() { echo $(( deadline - $(date +%s) )); }
 # a timeout within what is left (at least 1 s: `timeout 0` would mean no limit at all)
-lim() { local l x; l=$(left); x=${1:-$l}; (( x > l )) && x=$l; (( x < 1 )) && x=1; echo "$x"; }
+# (env STEP_LIMIT, e.g. set:STEP_LIMIT=300: at most that, for steps that may hang on a new kernel)
+lim() {
+  local l x; l=$(left); x=${1:-$l}; (( x > l )) && x=$l
+  [ -n "${STEP_LIMIT:-}" ] && (( x > STEP_LIMIT )) && x=$STEP_LIMIT
+  (( x < 1 )) && x=1; echo "$x"
+}
 python3 -m vitbench env | tee -a "$LOGS/env.txt"
 nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv | tee -a "$LOGS/env.txt"
 

@@ -39,11 +39,14 @@ def main() -> int:
                        "STAGES": "constexpr", "num_warps": "constexpr"}
                 consts = {"HAS_BIAS": True, "HAS_RES": res, "GROUP": mg.GROUP_M, "STAGES": stages,
                           "num_warps": warps}
-                label = f"{bm}x{bn}x{bk} s{stages} w{warps}{' ws' * ws}"
+                if ws:
+                    sig["CONSUMERS"] = "constexpr"
+                    consts["CONSUMERS"] = ws
+                label = f"{bm}x{bn}x{bk} s{stages} w{warps}{mg._SUFFIX[ws].replace('-', ' ')}"
                 try:
                     r = build(mg._gemm_ws_kernel if ws else mg._gemm_kernel, sig, consts, {}, warps, stages,
                               source=GluonASTSource,
-                              maxnreg=min(248, 65536 // ((warps + 4) * 32)) // 8 * 8 if ws else None)
+                              maxnreg=mg.max_registers(warps, ws))
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     print(f"{label:<22} {'residual' if res else 'bias':<9} {name:<5} FAILED: "
                           f"{type(exc).__name__}: {str(exc)[:600]}")

@@ -57,20 +57,24 @@ _DTYPES = (torch.float16, torch.bfloat16)
 _SMEM_BYTES = 227 * 1024
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, STAGES, num_warps, WS); the accumulator is spread over num_warps // 4
-# warpgroups along M. Shared memory: STAGES * (BM + BN) * BK * 2 + BM * BN * 2 bytes. WS: warp-
-# specialised (_gemm_ws_kernel: one more warp issues every TMA load, the num_warps warps only wait,
-# multiply and store).
+# warpgroups along M. WS: 0 = one partition (_gemm_kernel); 1 = warp-specialised (_gemm_ws_kernel:
+# one more warp issues every TMA load, the num_warps warps only wait, multiply and store); 2 = the
+# same with two consumer partitions of num_warps warps each on alternate tiles ("ping-pong": one
+# runs its K loop while the other runs its epilogue). Shared memory: smem_bytes().
 # Measured on an H100 (tools/gluon_probe.py, ViT-B/16 GEMMs at batches 32 and 256, 2026-11-27):
 # 128x128x64 s4 w8, 128x128x64 s4 w4 and 64x256x64 s4 w4 without WS were never the fastest and
 # are gone; the WS 128x256 tile ran FC2 without residual at 1.01x cuBLAS (0.3487 vs 0.3524 ms).
 CONFIGS = (
-    (128, 256, 64, 3, 8, True),
-    (128, 128, 64, 4, 4, True),
-    (128, 256, 64, 3, 8, False),
+    (128, 256, 64, 3, 8, 1),
+    (128, 128, 64, 4, 4, 1),
+    (128, 256, 64, 3, 8, 0),
+    (64, 256, 64, 4, 4, 2),
+    (128, 128, 64, 4, 4, 2),
 )
 GROUP_M = 8
+_SUFFIX = {0: "", 1: "-ws", 2: "-pp"}
 # the configs vitbench.kernels.matmul times per shape, by the name its choice is recorded under
-CANDIDATES = {f"gluon-{c[0]}x{c[1]}x{c[2]}-s{c[3]}-w{c[4]}{'-ws' * c[5]}": c for c in CONFIGS}
+CANDIDATES = {f"gluon-{c[0]}x{c[1]}x{c[2]}-s{c[3]}-w{c[4]}{_SUFFIX[c[5]]}": c for c in CONFIGS}
 GLUON_ENV = "VITBENCH_GLUON"
 
 
@@ -79,9 +83,19 @@ def gluon_setting() -> bool:
     return env_flag(GLUON_ENV, "time the Gluon GEMM among the candidates", default=True)
 
 
-def smem_bytes(bm: int, bn: int, bk: int, stages: int, itemsize: int = 2) -> int:
-    """Shared memory of one config: the operand ring plus the output/residual buffer (+ barriers)."""
-    return stages * (bm + bn) * bk * itemsize + bm * bn * itemsize + 8 * (stages + 1)
+def smem_bytes(bm: int, bn: int, bk: int, stages: int, ws: int = 0, itemsize: int = 2) -> int:
+    """Shared memory of one config: the operand ring, one output/residual buffer per consumer
+    partition, and the barriers."""
+    consumers = max(ws, 1)
+    return stages * (bm + bn) * bk * itemsize + consumers * bm * bn * itemsize + 8 * (2 * stages + 3 * consumers)
+
+
+def max_registers(warps: int, ws: int) -> int | None:
+    """maxnreg of a warp-specialised config: every warpgroup (the loader's padded to one) shares
+    the 64K registers; the loader then gives most of its share to the consumers."""
+    if not ws:
+        return None
+    return min(248, 65536 // ((warps * ws + 4) * 32)) // 8 * 8
 
 
 if AVAILABLE:
@@ -215,13 +229,15 @@ if AVAILABLE:
 
 
     @gluon.jit
-    def _ws_loader(a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, M, N, K,
+    def _ws_loader(a_desc, w_desc, r_desc, a_bufs, w_bufs, c_bufs, ready, empty, r_bars, c_frees, M, N, K,
                    res_step, HAS_RES: gl.constexpr, GROUP: gl.constexpr, STAGES: gl.constexpr):
-        # worker partition (1 warp): every TMA load, STAGES slots ahead of the wgmma; the residual
-        # after the load of K step res_step, once the previous tile's output store left c_smem
+        # worker partition (1 warp): every TMA load, STAGES slots ahead of the wgmma; tile t's
+        # residual after the load of its K step res_step, into the buffer of the consumer that
+        # takes tile t (t % consumers), once that consumer's previous output store has left it
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
+        CONSUMERS: gl.constexpr = c_bufs.shape[0]
         pid, nprog, num_pid_m, num_pid_n, my_tiles, k_tiles = _schedule(M, N, K, BLOCK_M, BLOCK_N, BLOCK_K)
         step = 0
         for t in range(my_tiles):
@@ -237,68 +253,87 @@ if AVAILABLE:
                 tma.async_copy_global_to_shared(w_desc, [off_n, kk * BLOCK_K], bar, w_bufs.index(s))
                 if HAS_RES:
                     if kk == res_step:
-                        mbarrier.wait(c_free, t & 1)
-                        mbarrier.expect(r_bar, r_desc.block_type.nbytes)
-                        tma.async_copy_global_to_shared(r_desc, [off_m, off_n], r_bar, c_smem)
+                        c = t % CONSUMERS
+                        mbarrier.wait(c_frees.index(c), (t // CONSUMERS) & 1)
+                        mbarrier.expect(r_bars.index(c), r_desc.block_type.nbytes)
+                        tma.async_copy_global_to_shared(r_desc, [off_m, off_n], r_bars.index(c), c_bufs.index(c))
                 step += 1
 
     @gluon.jit
-    def _ws_mma_epilogue(a_desc, w_desc, o_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, bias_ptr,
-                         M, N, K, HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
-                         STAGES: gl.constexpr, num_warps: gl.constexpr):
-        # default partition: wgmma on each ready slot, the slot released once its wgmma retired;
-        # the epilogue as in _gemm_kernel
+    def _ws_consumer(c: gl.constexpr, a_desc, w_desc, o_desc, a_bufs, w_bufs, c_bufs, ready, empty, r_bars,
+                     c_frees, turn, bias_ptr, M, N, K, HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr,
+                     GROUP: gl.constexpr, STAGES: gl.constexpr):
+        # consumer partition c of CONSUMERS, on this program's tiles c, c + CONSUMERS, ...: wgmma on
+        # each ready slot, the slot released once its wgmma retired; then the epilogue as in
+        # _gemm_kernel. With two consumers their K loops take turns (mbarriers `turn`): consumer c
+        # waits until the other has issued its last wgmma, so one's epilogue runs under the other's
+        # K loop, and the ring's slots are consumed in the order the loader filled them.
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
-        acc_layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N, num_warps)
+        CONSUMERS: gl.constexpr = c_bufs.shape[0]
+        acc_layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N, gl.num_warps())
+        c_smem = c_bufs.index(c)
         pid, nprog, num_pid_m, num_pid_n, my_tiles, k_tiles = _schedule(M, N, K, BLOCK_M, BLOCK_N, BLOCK_K)
-        step = 0
-        for t in range(my_tiles):
+        for i in range((my_tiles - c + CONSUMERS - 1) // CONSUMERS):
+            t = i * CONSUMERS + c
             pid_m, pid_n = _tile_mn(t, pid, nprog, num_pid_m, num_pid_n, GROUP)
             off_m = pid_m * BLOCK_M
             off_n = pid_n * BLOCK_N
+            step = t * k_tiles
+            if CONSUMERS > 1:  # consumer 0 starts (a fresh barrier's phase 1 counts as done)
+                mbarrier.wait(turn.index(c), (i & 1) ^ (1 - c))
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_layout)
             for kk in range(k_tiles):
                 acc = _mma_step(acc, a_bufs, w_bufs, ready, step, kk > 0, STAGES)
                 # the previous step's wgmma has retired: its slot goes back to the loader
                 mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES), pred=kk > 0)
                 if kk == 0:
-                    tma.store_wait(pendings=0)  # the previous tile's output store has left c_smem
+                    tma.store_wait(pendings=0)  # this consumer's previous output store has left c_smem
                     if HAS_RES:
-                        mbarrier.arrive(c_free)
+                        mbarrier.arrive(c_frees.index(c))
                 step += 1
+            if CONSUMERS > 1:
+                mbarrier.arrive(turn.index((c + 1) % CONSUMERS))
             acc = warpgroup_mma_wait(0, deps=(acc, ))
             mbarrier.arrive(empty.index((step + STAGES - 1) % STAGES))
-            _tile_epilogue(acc, c_smem, r_bar, bias_ptr, o_desc, off_m, off_n, N, t, HAS_BIAS, HAS_RES, acc_layout)
+            _tile_epilogue(acc, c_smem, r_bars.index(c), bias_ptr, o_desc, off_m, off_n, N, i, HAS_BIAS, HAS_RES,
+                           acc_layout)
         tma.store_wait(pendings=0)
 
     @gluon.jit
     def _gemm_ws_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K, res_step,
                         HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
-                        STAGES: gl.constexpr, num_warps: gl.constexpr):
+                        STAGES: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, BLOCK_K], a_desc.layout)
         w_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, BLOCK_K], w_desc.layout)
-        c_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, BLOCK_N], o_desc.layout)
+        c_bufs = gl.allocate_shared_memory(dtype, [CONSUMERS, BLOCK_M, BLOCK_N], o_desc.layout)
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-        r_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-        c_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        r_bars = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
+        c_frees = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
+        turn = gl.allocate_shared_memory(gl.int64, [CONSUMERS, 1], mbarrier.MBarrierLayout())
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=1)
-        mbarrier.init(r_bar, count=1)
-        mbarrier.init(c_free, count=1)
-        gl.warp_specialize([
-            (_ws_mma_epilogue, (a_desc, w_desc, o_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free,
-                                bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES, num_warps)),
-            (_ws_loader, (a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem, ready, empty, r_bar, c_free, M, N, K,
-                          res_step, HAS_RES, GROUP, STAGES)),
-        ], [1], [40])
+        for i in gl.static_range(CONSUMERS):
+            mbarrier.init(r_bars.index(i), count=1)
+            mbarrier.init(c_frees.index(i), count=1)
+            mbarrier.init(turn.index(i), count=1)
+        consumer_args = (a_desc, w_desc, o_desc, a_bufs, w_bufs, c_bufs, ready, empty, r_bars, c_frees, turn,
+                         bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES)
+        loader_args = (a_desc, w_desc, r_desc, a_bufs, w_bufs, c_bufs, ready, empty, r_bars, c_frees, M, N, K,
+                       res_step, HAS_RES, GROUP, STAGES)
+        if CONSUMERS == 1:
+            gl.warp_specialize([(_ws_consumer, (0, ) + consumer_args), (_ws_loader, loader_args)], [1], [40])
+        else:  # the second consumer as a worker partition of as many warps, with the registers the
+            # first one gets (see max_registers)
+            gl.warp_specialize([(_ws_consumer, (0, ) + consumer_args), (_ws_consumer, (1, ) + consumer_args),
+                                (_ws_loader, loader_args)], [num_warps, 1], [232, 40])
 
 
 def kernel_name(config: tuple | None) -> str:
@@ -391,8 +426,8 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
     args = (a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K, res_step)
     meta = dict(HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M, STAGES=stages,
                 num_warps=warps)
-    if ws:  # registers: (num_warps + 4 for the loader's warpgroup) x 32 threads share 64K
-        _gemm_ws_kernel[grid](*args, **meta, maxnreg=min(248, 65536 // ((warps + 4) * 32)) // 8 * 8)
+    if ws:
+        _gemm_ws_kernel[grid](*args, **meta, CONSUMERS=ws, maxnreg=max_registers(warps, ws))
     else:
         _gemm_kernel[grid](*args, **meta)
     return out
