@@ -74,19 +74,14 @@ def test_not_eligible_without_a_hopper_gpu():
 
 def test_configs_fit_shared_memory():
     assert gluon_mod.CANDIDATES and set(gluon_mod.CANDIDATES.values()) <= set(gluon_mod.CONFIGS)
-    for bm, bn, bk, stages, warps, ws in gluon_mod.CONFIGS:
-        assert gluon_mod.smem_bytes(bm, bn, bk, stages, ws) <= gluon_mod._SMEM_BYTES
-        assert warps % 4 == 0 and bm % 64 == 0 and bn % 64 == 0 and stages >= 2 and ws in (0, 1, 2)
-        if ws:  # every warpgroup (the loader's padded to one) within 64K registers, >= 128 each
-            assert (warps * ws + 4) * 32 * gluon_mod.max_registers(warps, ws) <= 65536
-            assert gluon_mod.max_registers(warps, ws) >= 128
-
-
-def test_kernel_names():
-    names = {gluon_mod.kernel_name(c) for c in gluon_mod.CONFIGS}
-    assert names <= {"_gemm_kernel", "_gemm_ws_kernel"}
-    assert all(name.endswith(("-ws", "-pp")) == (gluon_mod.kernel_name(c) == "_gemm_ws_kernel")
-               for name, c in gluon_mod.CANDIDATES.items())
+    for bm, bn, bk, stages, warps, consumers in gluon_mod.CONFIGS:
+        assert gluon_mod.smem_bytes(bm, bn, bk, stages, consumers) <= gluon_mod._SMEM_BYTES
+        assert warps % 4 == 0 and bm % 64 == 0 and bn % 64 == 0 and stages >= 2 and consumers in (1, 2)
+        # every warpgroup (the loader's padded to one) within 64K registers, >= 128 each (a
+        # consumer's accumulator alone takes bm * bn / (32 * warps) of them)
+        regs = gluon_mod.max_registers(warps, consumers)
+        assert (warps * consumers + 4) * 32 * regs <= 65536 and regs >= 128 >= bm * bn // (32 * warps)
+    assert gluon_mod.smem_bytes(64, 256, 64, 5, 2) > gluon_mod._SMEM_BYTES  # the check can fail
 
 
 @pytest.mark.parametrize("enabled", [True, False])

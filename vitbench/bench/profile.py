@@ -101,17 +101,9 @@ def _cost_bmm(a, b, *, transpose_b: bool = False, **_) -> tuple[int, int]:
     return bmm_cost(a.numel() // (M * K), M, N, K, _size(a))
 
 
-def _gluon_kernel(*_args, config=None, **_kwargs) -> str:
-    from vitbench.kernels.matmul_gluon import kernel_name
-
-    return kernel_name(config)
-
-
-# launcher name in vitbench.kernels -> (the @triton.jit kernel it launches, or a function of the
-# call's arguments naming it, cost of one call). The kernel names are those of
-# vitbench/kernels/<op>.py (tests check they exist there; GLUON_KERNELS for the callable).
-GLUON_KERNELS = ("_gemm_kernel", "_gemm_ws_kernel")
-LAUNCHERS: dict[str, tuple[str | Callable[..., str], Callable[..., tuple[int, int]]]] = {
+# launcher name in vitbench.kernels -> (the @triton.jit / @gluon.jit kernel it launches, cost of
+# one call). The kernel names are those of vitbench/kernels/<op>.py (tests check they exist there).
+LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "matmul": ("_matmul_kernel", _cost_matmul),
     "attention": ("_attention_kernel", _cost_attention),
     "layernorm": ("_layernorm_kernel", _cost_layernorm),
@@ -123,9 +115,9 @@ LAUNCHERS: dict[str, tuple[str | Callable[..., str], Callable[..., tuple[int, in
     "matmul_tma": ("_matmul_tma_kernel", _cost_matmul),
     "_matmul_pointer": ("_matmul_kernel", _cost_matmul),
     "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul_splitk),  # both passes' cost, on pass 1
-    "matmul_gluon": (_gluon_kernel, _cost_matmul),
+    "matmul_gluon": ("_gemm_ws_kernel", _cost_matmul),
 }
-KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values() if isinstance(k, str)} | set(GLUON_KERNELS))
+KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
 # sends each GEMM to matmul_tma(), matmul_gluon() or _matmul_pointer(), once, or twice when it
 # splits the rows (kernels/_rowsplit.py), the second time maybe to matmul_splitk(). Wrapped in
@@ -150,9 +142,8 @@ def instrumented(namespace: Any, launches: list[Launch] | None) -> Iterator[None
     that ran). Only names bound to launchers of vitbench.kernels are wrapped; restored after."""
     saved: list[tuple[Any, str, Callable]] = []
 
-    def wrap(fn: Callable, name: str | Callable[..., str], cost: Callable) -> Callable:
+    def wrap(fn: Callable, kernel: str, cost: Callable) -> Callable:
         def launcher(*args, **kwargs):
-            kernel = name(*args, **kwargs) if callable(name) else name
             if launches is None:
                 with torch.profiler.record_function(kernel):
                     return fn(*args, **kwargs)
