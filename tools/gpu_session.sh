@@ -33,6 +33,8 @@
 #   profile:B+B            vitbench profile at each batch
 #   gelu                   tools/gelu_probe.py: each GELU form's error against float64
 #   gluon                  tools/gluon_probe.py: the Gluon GEMM's configs checked, then timed
+#   energy[:B]             tools/energy_probe.py: FC2 with and without the residual, energy (NVML)
+#                          and time per launch, SM clocks and power-cap share (batch B, default 256)
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
@@ -144,6 +146,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$t" python3 tools/gemm_ab.py 2>&1 | tail -40 ;;
     gluon)
       timeout "$(lim)" python3 tools/gluon_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gluon] /" ;;
+    energy)
+      timeout "$(lim)" python3 tools/energy_probe.py --batch "${arg:-256}" 2>&1 | tee "$dir/probe.txt" | sed "s/^/[energy] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)

@@ -22,7 +22,7 @@ The kernel (`_gemm_ws_kernel`: persistent, warp-specialised):
   store has drained (waited for at the consumer's next K step 0, then said on an mbarrier): the
   loader issues it after K step `res_step` (default halfway; step 0 measured the same on an H100);
 - TMA zero-fills out-of-range reads and clips out-of-range writes: no masks except the bias load.
-A one-partition software-pipelined variant (steps 15 of docs/performance.md) hid the residual as
+A one-partition software-pipelined variant (docs/performance.md, step 15) hid the residual as
 well but ran its K loop 10-20% slower, and is gone.
 
 Eligibility (`gluon_eligible`): a CUDA device of compute capability 9.x (not the interpreter:
