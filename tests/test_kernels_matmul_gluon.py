@@ -34,6 +34,17 @@ def make(shape_a, N, dtype, residual=True, bias=True):
     return a, w, b, r
 
 
+# elementwise: the largest error against the reference's largest magnitude (tools/gluon_probe.py's
+# bounds, passed by every config on the H100), so that a race spoiling a few tiles cannot hide in
+# the Frobenius rel_err
+MAX_ERR = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+def max_err(out, expect) -> float:
+    o, e = out.double().cpu(), expect.double().cpu()
+    return float((o - e).abs().max() / e.abs().max().clamp_min(1e-30))
+
+
 def ref(a, w, b, r):
     y = a.double() @ w.double().T
     if b is not None:
@@ -75,13 +86,26 @@ def test_not_eligible_without_a_hopper_gpu():
 def test_configs_fit_shared_memory():
     assert gluon_mod.CANDIDATES and set(gluon_mod.CANDIDATES.values()) <= set(gluon_mod.CONFIGS)
     for bm, bn, bk, stages, warps, consumers in gluon_mod.CONFIGS:
-        assert gluon_mod.smem_bytes(bm, bn, bk, stages, consumers) <= gluon_mod._SMEM_BYTES
+        # the estimate runs up to ~256 B short of the compiled kernels (tools/matmul_gluon_compile.py)
+        assert gluon_mod.smem_bytes(bm, bn, bk, stages, consumers) + 1024 <= gluon_mod._SMEM_BYTES
         assert warps % 4 == 0 and bm % 64 == 0 and bn % 64 == 0 and stages >= 2 and consumers in (1, 2)
-        # every warpgroup (the loader's padded to one) within 64K registers, >= 128 each (a
-        # consumer's accumulator alone takes bm * bn / (32 * warps) of them)
-        regs = gluon_mod.max_registers(warps, consumers)
-        assert (warps * consumers + 4) * 32 * regs <= 65536 and regs >= 128 >= bm * bn // (32 * warps)
+        # registers: maxnreg for every warpgroup (the loader's padded to one) within 64K; after
+        # setmaxnreg the consumers' and the loader's shares within the same budget, each consumer
+        # thread with room beyond its accumulator (bm * bn / (32 * warps) fp32 registers)
+        maxnreg = gluon_mod.max_registers(warps, consumers)
+        regs = gluon_mod.consumer_registers(warps, consumers)
+        assert (warps * consumers + 4) * 32 * maxnreg <= 65536
+        loader = 4 * 32 * gluon_mod.LOADER_REGISTERS
+        assert warps * consumers * 32 * regs + loader <= (warps * consumers + 4) * 32 * maxnreg
+        assert regs % 8 == 0 and regs <= 256 and regs >= bm * bn // (32 * warps) + 64
     assert gluon_mod.smem_bytes(64, 256, 64, 5, 2) > gluon_mod._SMEM_BYTES  # the check can fail
+    assert gluon_mod.consumer_registers(8, 2) < 128 + 64  # so can this: 8-warp ping-pong does not fit
+
+
+def test_register_figures():
+    # the figures the compiled kernels showed (setmaxnreg 232 / 40 in the PTX, maxnreg 168)
+    assert gluon_mod.register_meta(8, 1) == dict(CONSUMERS=1, CONSUMER_REGS=232, LOADER_REGS=40, maxnreg=168)
+    assert gluon_mod.register_meta(4, 2) == dict(CONSUMERS=2, CONSUMER_REGS=232, LOADER_REGS=40, maxnreg=168)
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -134,7 +158,10 @@ def _need_sm90():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("M,N,K", [(1, 64, 64), (1001, 136, 264), (4133, 2304, 768), (6304, 768, 3072)])
+# (4133, 2304, 136) and (4133, 2304, 64): 1-3 K steps and several tiles per program, so the ring
+# holds both ping-pong consumers' steps at once (what their `turn` barriers order)
+@pytest.mark.parametrize("M,N,K", [(1, 64, 64), (1001, 136, 264), (4133, 2304, 768), (6304, 768, 3072),
+                                   (4133, 2304, 136), (4133, 2304, 64)])
 def test_gpu_configs(dtype, M, N, K):
     _need_sm90()
     for cfg in gluon_mod.CONFIGS:
@@ -146,12 +173,15 @@ def test_gpu_configs(dtype, M, N, K):
                                          out=out, config=cfg)
             torch.cuda.synchronize()
             assert got is out
-            err = rel_err(out, ref(a, w, b, r))
+            expect = ref(a, w, b, r)
+            err = rel_err(out, expect)
             assert err < tolerance(dtype), f"{cfg} residual={residual} bias={bias}: rel err {err}"
+            err = max_err(out, expect)
+            assert err < MAX_ERR[dtype], f"{cfg} residual={residual} bias={bias}: max err {err}"
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("res_step", [0, 5, None])
+@pytest.mark.parametrize("res_step", [0, 5, None, 11, 99])  # 12 K steps: 11 the last, 99 clamped
 def test_gpu_in_place_3d_rows(res_step):
     # out = residual (same view), rows of a [B, T, K] input; residual loaded at various K steps
     _need_sm90()
@@ -162,6 +192,7 @@ def test_gpu_in_place_3d_rows(res_step):
         gluon_mod.matmul_gluon(a, w, b, epilogue="residual", residual=h, out=h, config=cfg, res_step=res_step)
         err = rel_err(h, expect)
         assert err < tolerance(torch.bfloat16), f"{cfg}: rel err {err}"
+        assert max_err(h, expect) < MAX_ERR[torch.bfloat16], cfg
 
 
 def test_cached_gluon_choice_is_checked_again(monkeypatch):

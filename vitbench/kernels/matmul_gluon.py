@@ -20,7 +20,10 @@ The kernel (`_gemm_ws_kernel`: persistent, warp-specialised):
 - each consumer stages its output tile in its own [BLOCK_M, BLOCK_N] shared buffer and stores it
   by TMA without waiting; the same buffer receives the consumer's next residual tile, after that
   store has drained (waited for at the consumer's next K step 0, then said on an mbarrier): the
-  loader issues it after K step `res_step` (default halfway; step 0 measured the same on an H100);
+  loader issues it after K step `res_step` (default halfway; the removed one-partition kernel
+  measured step 0 the same on an H100). The loader waits for that signal in order, so with
+  res_step < STAGES it stops prefetching until the tile's consumer has started it (with two
+  consumers: until the other one's K loop is done); ViT-B/16's K (768, 3072) never meets that;
 - TMA zero-fills out-of-range reads and clips out-of-range writes: no masks except the bias load.
 A one-partition software-pipelined variant (docs/performance.md, step 15) hid the residual as
 well but ran its K loop 10-20% slower, and is gone.
@@ -85,15 +88,33 @@ def gluon_setting() -> bool:
 
 
 def smem_bytes(bm: int, bn: int, bk: int, stages: int, consumers: int = 1, itemsize: int = 2) -> int:
-    """Shared memory of one config: the operand ring, one output/residual buffer per consumer
-    partition, and the barriers."""
+    """Shared memory of one config, estimated: the operand ring, one output/residual buffer per
+    consumer partition, and the barriers. The compiled kernels take up to about 256 B more
+    (alignment; tools/matmul_gluon_compile.py reports the real figure)."""
     return stages * (bm + bn) * bk * itemsize + consumers * bm * bn * itemsize + 8 * (2 * stages + 3 * consumers)
+
+
+LOADER_REGISTERS = 40  # per thread of the loader's (padded) warpgroup, after setmaxnreg
 
 
 def max_registers(warps: int, consumers: int) -> int:
     """maxnreg of a config: every warpgroup (the loader's padded to one) shares the 64K registers;
-    the loader then gives most of its share to the consumers (setmaxnreg)."""
+    the loader then gives most of its share to the consumers (consumer_registers)."""
     return min(248, 65536 // ((warps * consumers + 4) * 32)) // 8 * 8
+
+
+def register_meta(warps: int, consumers: int) -> dict:
+    """The kernel's register arguments for a config: CONSUMERS, its setmaxnreg figures, maxnreg."""
+    return dict(CONSUMERS=consumers, CONSUMER_REGS=consumer_registers(warps, consumers),
+                LOADER_REGS=LOADER_REGISTERS, maxnreg=max_registers(warps, consumers))
+
+
+def consumer_registers(warps: int, consumers: int) -> int:
+    """Registers per consumer thread after setmaxnreg: maxnreg's budget for every warp, less the
+    loader warpgroup's LOADER_REGISTERS, shared by the consumers' warps (a multiple of 8, as
+    Triton's warp-group allocation rounds it; with one consumer Triton derives the same figure)."""
+    budget = max_registers(warps, consumers) * (warps * consumers + 4) * 32 - LOADER_REGISTERS * 4 * 32
+    return min(256, budget // (warps * consumers * 32)) // 8 * 8
 
 
 if AVAILABLE:
@@ -238,7 +259,10 @@ if AVAILABLE:
     @gluon.jit
     def _gemm_ws_kernel(a_desc, w_desc, o_desc, r_desc, bias_ptr, M, N, K, res_step,
                         HAS_BIAS: gl.constexpr, HAS_RES: gl.constexpr, GROUP: gl.constexpr,
-                        STAGES: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+                        STAGES: gl.constexpr, CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                        LOADER_REGS: gl.constexpr, num_warps: gl.constexpr):
+        # CONSUMER_REGS, LOADER_REGS: registers per thread after setmaxnreg (consumer_registers,
+        # LOADER_REGISTERS); with one consumer Triton derives the consumer's itself
         BLOCK_M: gl.constexpr = a_desc.block_type.shape[0]
         BLOCK_K: gl.constexpr = a_desc.block_type.shape[1]
         BLOCK_N: gl.constexpr = w_desc.block_type.shape[0]
@@ -269,8 +293,8 @@ if AVAILABLE:
                                 turn, bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES)),
                 (_ws_loader, (a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem0, c_smem1, ready, empty, r_bars, c_frees,
                               M, N, K, res_step, HAS_RES, GROUP, STAGES)),
-            ], [1], [40])
-        else:  # the second consumer: a worker partition of as many warps, as many registers (max_registers)
+            ], [1], [LOADER_REGS])
+        else:  # the second consumer: a worker partition of as many warps and registers (consumer_registers)
             gl.warp_specialize([
                 (_ws_consumer, (0, a_desc, w_desc, o_desc, a_bufs, w_bufs, c_smem0, ready, empty, r_bars, c_frees,
                                 turn, bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES)),
@@ -278,7 +302,7 @@ if AVAILABLE:
                                 turn, bias_ptr, M, N, K, HAS_BIAS, HAS_RES, GROUP, STAGES)),
                 (_ws_loader, (a_desc, w_desc, r_desc, a_bufs, w_bufs, c_smem0, c_smem1, ready, empty, r_bars, c_frees,
                               M, N, K, res_step, HAS_RES, GROUP, STAGES)),
-            ], [num_warps, 1], [232, 40])
+            ], [num_warps, 1], [CONSUMER_REGS, LOADER_REGS])
 
 
 KERNEL_NAME = "_gemm_ws_kernel"  # what matmul_gluon launches, as profilers show it
@@ -344,8 +368,9 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
                  out: torch.Tensor | None = None, config: tuple | None = None,
                  res_step: int | None = None) -> torch.Tensor:
     """out = a @ w.T [+ bias] [+ residual] on the Gluon kernel; `config` one of CONFIGS (default
-    the first). `res_step`: the K step of each tile at which the previous output store is waited
-    for and the residual load issued (default: halfway through the K loop). The caller checks
+    the first). `res_step`: the K step of each tile after whose load the loader waits until the
+    tile's consumer has drained its previous output store, then issues the residual load (default:
+    halfway through the K loop; clamped to the loop). The caller checks
     `gluon_eligible` (vitbench.kernels.matmul does)."""
     bm, bn, bk, stages, warps, consumers = config or CONFIGS[0]
     if out is None:
@@ -369,5 +394,5 @@ def matmul_gluon(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
     args = (a_desc, w_desc, o_desc, r_desc, w if bias is None else bias, M, N, K, res_step)
     meta = dict(HAS_BIAS=bias is not None, HAS_RES=residual is not None, GROUP=GROUP_M, STAGES=stages,
                 num_warps=warps)
-    _gemm_ws_kernel[grid](*args, **meta, CONSUMERS=consumers, maxnreg=max_registers(warps, consumers))
+    _gemm_ws_kernel[grid](*args, **meta, **register_meta(warps, consumers))
     return out
