@@ -77,9 +77,13 @@ class NVML:
         return v.value
 
     def reasons(self) -> int:
+        # the newer name first; drivers keep the older, deprecated one too
+        try:
+            fn, name = self.lib.nvmlDeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksEventReasons"
+        except AttributeError:
+            fn, name = self.lib.nvmlDeviceGetCurrentClocksThrottleReasons, "nvmlDeviceGetCurrentClocksThrottleReasons"
         v = ctypes.c_ulonglong()
-        self._check(self.lib.nvmlDeviceGetCurrentClocksThrottleReasons(self.handle, ctypes.byref(v)),
-                    "nvmlDeviceGetCurrentClocksThrottleReasons")
+        self._check(fn(self.handle, ctypes.byref(v)), name)
         return v.value
 
 
@@ -89,12 +93,17 @@ class Sampler:
     def __init__(self, nvml: NVML, period: float = 0.01) -> None:
         self.nvml, self.period = nvml, period
         self.samples: list[tuple[int, int]] = []
+        self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((self.nvml.sm_mhz(), self.nvml.reasons()))
+            try:
+                self.samples.append((self.nvml.sm_mhz(), self.nvml.reasons()))
+            except RuntimeError as exc:  # reported once, after the measurement
+                self.error = str(exc)
+                return
             time.sleep(self.period)
 
     def __enter__(self) -> "Sampler":
@@ -120,6 +129,8 @@ def measure(fn, nvml: NVML, launches: int, warm: int) -> dict[str, float]:
         end.synchronize()
         e1 = nvml.energy_mj()
     ms = start.elapsed_time(end)
+    if sampler.error:
+        print(f"  (clock sampling stopped: {sampler.error})", file=sys.stderr)
     clocks = [c for c, _ in sampler.samples] or [0]
     capped = sum(1 for _, r in sampler.samples if r & SW_POWER_CAP)
     return {"ms": ms / launches, "mj": (e1 - e0) / launches, "watts": (e1 - e0) / ms,
