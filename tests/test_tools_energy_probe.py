@@ -107,3 +107,18 @@ def test_sampler_collects_until_its_block_ends(probe, monkeypatch):
     time.sleep(0.02)
     assert n >= 2 and len(sampler.samples) == n  # stopped with the block
     assert all(s == (1755, 0x4) for s in sampler.samples) and sampler.error is None
+
+
+def test_launches_cover_the_seconds_in_whole_bursts(probe):
+    assert probe.launches_for(0.4, 5.0) == 12501  # 5 s of 0.4 ms launches, +1
+    assert probe.launches_for(0.4, 5.0, burst=20) == 12520  # rounded up to whole bursts
+    assert probe.launches_for(50.0, 0.1, minimum=100) == 100  # the minimum wins
+    assert probe.launches_for(0.0, 1.0) > 1000  # a zero estimate does not divide by zero
+
+
+@pytest.mark.parametrize("bad", [["--seconds", "0"], ["--rounds", "0"], ["--burst", "0"], ["--gap-ms", "-1"]])
+def test_bad_arguments_exit_before_any_gpu_work(probe, monkeypatch, capsys, bad):
+    monkeypatch.setattr("sys.argv", ["energy_probe.py", *bad])
+    with pytest.raises(SystemExit) as exc:
+        probe.main()
+    assert exc.value.code == 2 and "must be" in capsys.readouterr().err

@@ -9,14 +9,24 @@ and the SM clock is lower with the residual.
 
 For each variant (cuBLAS, the unfused torch pair, vitbench's choice, each Gluon config; with and
 without the residual): its output checked against float64 first (a wrong variant is never timed),
-WARM launches, then LAUNCHES back-to-back launches between two reads of NVML's energy counter
-(mJ since the driver loaded; libnvidia-ml through ctypes, no Python package), CUDA events around
-the same launches, and the SM clock and throttle reasons sampled every 10 ms by a thread. ROUNDS
-interleaved rounds; per variant the round with the median time is printed: ms and mJ per launch,
-mean W, mean and lowest SM MHz, share of samples at the software power cap (reason 0x4).
+WARM launches, then back-to-back launches for at least SECONDS between two reads of NVML's energy
+counter (mJ since the driver loaded; libnvidia-ml through ctypes, no Python package), CUDA events
+around the same launches, and the SM clock and throttle reasons sampled every 10 ms by a thread.
+ROUNDS interleaved rounds; per variant the round with the median time is printed: ms and mJ per
+launch, mean W, mean and lowest SM MHz, share of samples at the software power cap (reason 0x4).
 The operands (A: 310 MB at batch 256) exceed the L2 cache, so no flush between launches.
 
-    python tools/energy_probe.py [--batch 256] [--launches 2000] [--rounds 3]
+The counter moves in steps: on an H100 (2026-11-28) rounds of 2,000 FC2 launches (0.8 s) gave
+energies that clustered at 246, 281 and 313 mJ per launch whatever the kernel, i.e. steps of about
+66 J. Hence rounds by duration (--seconds, default 5 s: a step is about 2% of a round).
+
+At the power cap, energy is cap x time for every kernel, so the energies alone cannot say why one
+is slower. --gap-ms G runs bursts of --burst launches with G ms idle between them, so the GPU stays
+under its cap: the time per launch is then the kernel's at uncapped clocks (CUDA events around each
+burst), and the energy is net of the idle power measured before (W x idle time subtracted).
+
+    python tools/energy_probe.py [--batch 256] [--seconds 5] [--rounds 3] [--only gluon,cuBLAS]
+                                 [--gap-ms 50 --burst 20]
 """
 
 from __future__ import annotations
@@ -115,25 +125,51 @@ class Sampler:
         self._thread.join()
 
 
-def measure(fn, nvml: NVML, launches: int, warm: int) -> dict[str, float]:
+def launches_for(ms_per_launch: float, seconds: float, minimum: int = 100, burst: int = 1) -> int:
+    """Launches that keep the GPU busy for `seconds` (at least `minimum`), a whole number of bursts."""
+    n = max(minimum, int(seconds * 1000.0 / max(ms_per_launch, 1e-6)) + 1)
+    return -(-n // burst) * burst
+
+
+def idle_watts(nvml: NVML, seconds: float = 2.0) -> float:
+    """Mean power over `seconds` with nothing launched."""
+    torch.cuda.synchronize()
+    time.sleep(0.5)
+    e0, t0 = nvml.energy_mj(), time.perf_counter()
+    time.sleep(seconds)
+    return (nvml.energy_mj() - e0) / (time.perf_counter() - t0) / 1000.0
+
+
+def measure(fn, nvml: NVML, launches: int, warm: int, burst: int = 0, gap_s: float = 0.0,
+            idle_w: float = 0.0) -> dict[str, float]:
+    """Back to back (burst 0), or bursts of `burst` launches with `gap_s` idle after each: then the
+    time is the bursts' (CUDA events) and the energy net of `idle_w` over the rest of the wall time."""
     for _ in range(warm):
         fn()
     torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    size = burst if burst > 0 else launches
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(launches // size)]
     with Sampler(nvml) as sampler:
-        e0 = nvml.energy_mj()
-        start.record()
-        for _ in range(launches):
-            fn()
-        end.record()
-        end.synchronize()
-        e1 = nvml.energy_mj()
-    ms = start.elapsed_time(end)
+        e0, t0 = nvml.energy_mj(), time.perf_counter()
+        for start, end in events:
+            start.record()
+            for _ in range(size):
+                fn()
+            end.record()
+            if gap_s > 0:
+                end.synchronize()
+                time.sleep(gap_s)
+        torch.cuda.synchronize()
+        e1, wall = nvml.energy_mj(), time.perf_counter() - t0
+    ms = sum(s.elapsed_time(e) for s, e in events)
+    mj = (e1 - e0) - idle_w * max(wall - ms / 1000.0, 0.0) * 1000.0 if gap_s > 0 else e1 - e0
+    n = len(events) * size
     if sampler.error:
         print(f"  (clock sampling stopped: {sampler.error})", file=sys.stderr)
     clocks = [c for c, _ in sampler.samples] or [0]
     capped = sum(1 for _, r in sampler.samples if r & SW_POWER_CAP)
-    return {"ms": ms / launches, "mj": (e1 - e0) / launches, "watts": (e1 - e0) / ms,
+    return {"ms": ms / n, "mj": mj / n, "watts": mj / ms,
             "mhz": statistics.fmean(clocks), "mhz_min": min(clocks),
             "capped": capped / max(len(sampler.samples), 1)}
 
@@ -160,10 +196,17 @@ def variants(a, w, b, r, out) -> dict[str, tuple]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256, help="ViT-B/16 batch (FC2 rows = batch x 197)")
-    p.add_argument("--launches", type=int, default=2000, help="launches between two energy readings")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="GPU-busy seconds per measurement (the energy counter moves in ~66 J steps)")
     p.add_argument("--warm", type=int, default=200, help="launches before each measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    p.add_argument("--only", default="", help="substrings, ',' or '+' between: only variants whose name has one")
+    p.add_argument("--gap-ms", type=float, default=0.0,
+                   help="idle ms after each burst (0: back to back), to stay under the power cap")
+    p.add_argument("--burst", type=int, default=20, help="launches per burst with --gap-ms")
     args = p.parse_args()
+    if args.seconds <= 0 or args.rounds < 1 or args.burst < 1 or args.gap_ms < 0:
+        p.error("--seconds must be > 0, --rounds and --burst >= 1, --gap-ms >= 0")
     if not torch.cuda.is_available():
         print("energy_probe: needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -180,6 +223,12 @@ def main() -> int:
     plain_ref = F.linear(a.double(), w.double(), b.double())
     fns = {}
     candidates = variants(a, w, b, r, out)
+    if args.only:
+        keys = [k.strip() for k in args.only.replace("+", ",").split(",") if k.strip()]
+        candidates = {n: v for n, v in candidates.items() if any(k in n for k in keys)}
+        if not candidates:
+            print(f"energy_probe: no variant matches --only {args.only!r}", file=sys.stderr)
+            return 2
     for name, (fn, res) in candidates.items():
         out.fill_(float("nan"))
         fn()
@@ -190,11 +239,24 @@ def main() -> int:
         else:
             print(f"  {name:36} WRONG (rel err {err:.2e}): not timed")
     del plain_ref
+    burst, gap_s = (args.burst, args.gap_ms / 1000.0) if args.gap_ms > 0 else (0, 0.0)
+    idle_w = idle_watts(nvml) if gap_s > 0 else 0.0
+    counts = {}
+    for name, fn in fns.items():  # launches per measurement from a short timed run of each
+        fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            fn()
+        torch.cuda.synchronize()
+        counts[name] = launches_for((time.perf_counter() - t0) * 1000.0 / 20, args.seconds, burst=max(burst, 1))
     rows: dict[str, list[dict]] = {k: [] for k in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
-            rows[name].append(measure(fn, nvml, args.launches, args.warm))
-    print(f"== FC2 M={M} N={N} K={K} bf16, {args.launches} launches x {args.rounds} rounds "
+            rows[name].append(measure(fn, nvml, counts[name], args.warm, burst, gap_s, idle_w))
+    mode = (f"bursts of {burst} with {args.gap_ms:g} ms idle between (idle {idle_w:.0f} W subtracted)"
+            if gap_s > 0 else "back to back")
+    print(f"== FC2 M={M} N={N} K={K} bf16, {mode}, ~{args.seconds:g} s busy x {args.rounds} rounds "
           "(the median-time round)", flush=True)
     print(f"  {'variant':36} {'ms':>7} {'mJ':>7} {'W':>5} {'MHz':>5} {'min':>5} {'capped':>6}")
     for name, rs in rows.items():

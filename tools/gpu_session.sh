@@ -35,6 +35,7 @@
 #   gluon                  tools/gluon_probe.py: the Gluon GEMM's configs checked, then timed
 #   energy[:B]             tools/energy_probe.py: FC2 with and without the residual, energy (NVML)
 #                          and time per launch, SM clocks and power-cap share (batch B, default 256)
+#                          (env PROBE_ARGS: more arguments, e.g. "--only gluon --gap-ms 50")
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
@@ -147,7 +148,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
     gluon)
       timeout "$(lim)" python3 tools/gluon_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gluon] /" ;;
     energy)
-      timeout "$(lim)" python3 tools/energy_probe.py --batch "${arg:-256}" 2>&1 | tee "$dir/probe.txt" | sed "s/^/[energy] /" ;;
+      timeout "$(lim)" python3 tools/energy_probe.py --batch "${arg:-256}" ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[energy] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)
