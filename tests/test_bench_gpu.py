@@ -8,8 +8,9 @@ import torch
 pytestmark = pytest.mark.gpu
 
 
-def _cold_vs_profiler(fn, kernel_substring: str, reps: int = 30) -> tuple[float, float]:
-    """(cold-timer median ms, profiler median kernel ms) over the same launches."""
+def _cold_vs_profiler(fn, kernel_substrings: tuple[str, ...], reps: int = 30) -> tuple[float, float]:
+    """(cold-timer median ms, profiler median kernel ms) over the same launches; the kernels are
+    those whose name holds one of `kernel_substrings`."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -30,17 +31,18 @@ def _cold_vs_profiler(fn, kernel_substring: str, reps: int = 30) -> tuple[float,
             handles.append(timer.record(fn))
         cold = timer.collect(handles)
     kernels = [e.time_range.elapsed_us() / 1e3 for e in prof.events()
-               if e.device_type == DeviceType.CUDA and kernel_substring in e.name]
-    assert len(kernels) == reps, f"expected {reps} '{kernel_substring}' kernels, saw {len(kernels)}"
+               if e.device_type == DeviceType.CUDA and any(k in e.name for k in kernel_substrings)]
+    assert len(kernels) == reps, f"expected {reps} {kernel_substrings} kernels, saw {len(kernels)}"
     return statistics.median(cold), statistics.median(kernels)
 
 
 def test_cold_timer_matches_profiler_for_matmul():
-    from vitbench.kernels import matmul
+    from vitbench.kernels import matmul, matmul_gluon
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
-    cold, prof = _cold_vs_profiler(lambda: matmul(a, w), "matmul")
+    # the auto choice may pick the Gluon kernel at this size (on 2026-11-28 it did: 0 'matmul' kernels)
+    cold, prof = _cold_vs_profiler(lambda: matmul(a, w), ("matmul", matmul_gluon.KERNEL_NAME))
     assert prof >= 0.1, f"launch takes {prof:.3f} ms; the check needs >= 0.1 ms"
     assert cold == pytest.approx(prof, rel=0.05)
 
@@ -51,7 +53,7 @@ def test_cold_timer_matches_profiler_for_layernorm():
     x = torch.randn(16384, 4096, device="cuda", dtype=torch.float32)
     w = torch.randn(4096, device="cuda")
     b = torch.randn(4096, device="cuda")
-    cold, prof = _cold_vs_profiler(lambda: layernorm(x, w, b), "layernorm")
+    cold, prof = _cold_vs_profiler(lambda: layernorm(x, w, b), ("layernorm",))
     assert prof >= 0.1, f"launch takes {prof:.3f} ms; the check needs >= 0.1 ms"
     assert cold == pytest.approx(prof, rel=0.05)
 

@@ -36,6 +36,8 @@
 #   energy[:B]             tools/energy_probe.py: FC2 with and without the residual, energy (NVML)
 #                          and time per launch, SM clocks and power-cap share (batch B, default 256)
 #                          (env PROBE_ARGS: more arguments, e.g. "--only gluon --gap-ms 50")
+#   fma[:B.B]              tools/fma_gemm_probe.py: the Gluon CUDA-core fp32 GEMM checked, then timed
+#                          against cuBLAS fp32 and vitbench's ieee GEMM (batches B, default 32)
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
@@ -149,6 +151,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$(lim)" python3 tools/gluon_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gluon] /" ;;
     energy)
       timeout "$(lim)" python3 tools/energy_probe.py --batch "${arg:-256}" ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[energy] /" ;;
+    fma)
+      timeout "$(lim)" python3 tools/fma_gemm_probe.py --batch $(echo "${arg:-32}" | tr . " ") 2>&1 \
+        | tee "$dir/probe.txt" | sed "s/^/[fma] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)
