@@ -385,6 +385,36 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
     return _dispatch.fastest(key, candidates)
 
 
+def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
+    """Exact fp32 (VITBENCH_FMA=1, VITBENCH_MATMUL=auto): "pointer" or a config name of
+    matmul_fma.CANDIDATES (the CUDA-core Gluon GEMM), whichever timed faster for this shape.
+    `out` is given (checked_args made it)."""
+    from vitbench.kernels import _dispatch, matmul_fma
+
+    if not matmul_fma.fma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+        return "pointer"
+    inplace = (residual is not None and out.data_ptr() == residual.data_ptr()
+               and out.stride() == residual.stride())
+    # the 16-bit route's key layout (vitbench.bench.metadata.kernel_choices reads it); the dtype
+    # keeps the two apart
+    key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
+           inplace, a.device, w.stride(0), out.stride(-2),
+           None if residual is None else residual.stride(-2), False, False)
+    hit = _dispatch.lookup(key)
+    if hit is not None:
+        return hit
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return "pointer"  # nothing can be timed inside a graph capture: the pointer kernel, uncached
+    res = residual.clone() if inplace else residual  # timed on scratch outputs, as _route
+    scratch = res if inplace else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+    candidates = {"pointer": lambda: _matmul_pointer(a, w, bias, epilogue=epilogue, residual=res,
+                                                     precision="ieee", out=scratch)}
+    for name, cfg in matmul_fma.CANDIDATES.items():
+        candidates[name] = (lambda cfg=cfg: matmul_fma.matmul_fma(
+            a, w, bias, epilogue=epilogue, residual=res, out=scratch, config=cfg))
+    return _dispatch.fastest(key, candidates)
+
+
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
            epilogue: str = "none", residual: torch.Tensor | None = None,
            precision: str = "ieee", out: torch.Tensor | None = None,
@@ -466,6 +496,16 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
                   precision: str = "ieee", out: torch.Tensor | None = None,
                   ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
     """matmul() as one GEMM (no row split): the TMA, a Gluon or the pointer kernel."""
+    if (precision == "ieee" and ln is None and row_stats is None and isinstance(a, torch.Tensor)
+            and a.dtype == torch.float32 and MODE == "auto" and not INTERPRETER):
+        from vitbench.kernels import matmul_fma
+
+        if matmul_fma.fma_setting():  # a bad VITBENCH_FMA raises here, before any timing
+            a, w, bias, residual, out, *_ = checked_args(a, w, bias, epilogue, residual, precision, out)
+            fp32_route = _route_fp32(a, w, bias, epilogue, residual, out)
+            if fp32_route != "pointer":
+                return matmul_fma.matmul_fma(a, w, bias, epilogue=epilogue, residual=residual, out=out,
+                                             config=matmul_fma.CANDIDATES[fp32_route])
     route = "pointer"
     if precision in PRECISIONS and isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16):
         route = _route(a, w, bias, epilogue, residual, out, ln, row_stats)

@@ -1,0 +1,248 @@
+"""matmul_fma (exact fp32 GEMM on the CUDA cores, in Gluon): its setting, eligibility and place among
+matmul()'s timed candidates, and its offline sm_90 build on the CPU; its numerics against float64
+on fresh, irregular inputs into poisoned outputs on a GPU (`gpu` set: Gluon has no interpreter)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitbench._backend import DEVICE
+from vitbench.errors import VitbenchError
+from vitbench.numerics import poisoned, rel_err
+
+matmul_mod = importlib.import_module("vitbench.kernels.matmul")
+fma_mod = importlib.import_module("vitbench.kernels.matmul_fma")
+dispatch = importlib.import_module("vitbench.kernels._dispatch")
+
+pytestmark = pytest.mark.usefixtures("fresh_gemm_choices")
+TOL = 1e-5  # relative Frobenius error vs float64; cuBLAS fp32 reached 3.5e-7 to 7.1e-7 on ViT shapes
+
+
+def make(shape_a, N, epilogue="none", bias=True, dtype=torch.float32):
+    K = shape_a[-1]
+    a = torch.randn(*shape_a, dtype=torch.float64)
+    w = torch.randn(N, K, dtype=torch.float64) * K ** -0.5
+    b = torch.randn(N, dtype=torch.float64) if bias else None
+    r = torch.randn(*shape_a[:-1], N, dtype=torch.float64) if epilogue == "residual" else None
+    move = lambda t: None if t is None else t.to(device=DEVICE, dtype=dtype)  # noqa: E731
+    return move(a), move(w), move(b), move(r)
+
+
+def ref(a, w, b, epilogue, r):
+    y = a.double() @ w.double().T + (0 if b is None else b.double())
+    if epilogue == "gelu":
+        y = torch.nn.functional.gelu(y)
+    return y + r.double() if epilogue == "residual" else y
+
+
+def test_setting(monkeypatch):
+    monkeypatch.delenv("VITBENCH_FMA", raising=False)
+    assert fma_mod.fma_setting() is False  # off until its epilogues have run on a GPU
+    monkeypatch.setenv("VITBENCH_FMA", "1")
+    assert fma_mod.fma_setting() is True
+    monkeypatch.setenv("VITBENCH_FMA", "on")
+    with pytest.raises(VitbenchError, match="VITBENCH_FMA='on'"):
+        fma_mod.fma_setting()
+
+
+def test_configs_are_consistent():
+    assert len(fma_mod.CANDIDATES) == len(fma_mod.CONFIGS) == len(set(fma_mod.CANDIDATES))
+    for bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg in fma_mod.CONFIGS:
+        # the accumulator layout's footprint tiles the block; the load layouts cover it exactly
+        assert bm % (spt_m * tpw_m * wpc_m) == 0 and bn % (spt_n * (32 // tpw_m) * (warps // wpc_m)) == 0
+        assert bk % 4 == 0 and 32 % (bk // 4) == 0
+        assert (bm * bk) % (128 * warps) == 0 and (bn * bk) % (128 * warps) == 0
+        assert maxnreg is None or maxnreg * 32 * warps <= 65536
+
+
+def test_rows2d_views_without_copies():
+    x = torch.randn(2, 5, 8)
+    v = fma_mod._rows2d(x)
+    assert v.shape == (10, 8) and v.data_ptr() == x.data_ptr()
+    assert fma_mod._rows2d(x.transpose(0, 1)) is None  # rows that do not flatten
+    assert fma_mod._rows2d(x[:, :, ::2]) is None  # strided columns
+    assert fma_mod._rows2d(torch.randn(6, 4)).shape == (6, 4)
+
+
+def test_not_eligible_off_the_gpu():
+    if torch.device(DEVICE).type != "cpu":
+        pytest.skip("on a GPU these inputs are eligible (test_gpu_fma)")
+    a, w, b, r = make((40, 32), 16, "residual")
+    assert not fma_mod.fma_eligible(a, w, b, epilogue="residual", residual=r)
+    assert not fma_mod.fma_eligible(a, w, b)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_auto_times_the_fma_configs(monkeypatch, enabled):
+    """fp32 "ieee" with VITBENCH_FMA=1: every FMA config is timed beside the pointer kernel and the
+    fastest runs the real call (in place here: the residual added once). Off: none is timed."""
+    from vitbench.bench.metadata import kernel_choices
+
+    pointer = matmul_mod._matmul_pointer
+    runs = []
+
+    def fake_fma(a, w, bias=None, *, epilogue="none", residual=None, out=None, config=None):
+        runs.append(config)
+        return pointer(a, w, bias, epilogue=epilogue, residual=residual, out=out)
+
+    winner = list(fma_mod.CANDIDATES)[1]
+    timed = []
+
+    def fake_timer(fn):
+        before = len(runs)
+        fn()
+        name = next((n for n, c in fma_mod.CANDIDATES.items() if len(runs) > before and runs[-1] == c), "pointer")
+        timed.append(name)
+        return 1.0 if name == winner else 2.0
+
+    monkeypatch.setenv("VITBENCH_FMA", "1" if enabled else "0")
+    monkeypatch.setattr(fma_mod, "fma_eligible", lambda *a, **k: True)
+    monkeypatch.setattr(fma_mod, "matmul_fma", fake_fma)
+    monkeypatch.setattr(dispatch, "_median_ms", fake_timer)
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setattr(matmul_mod, "INTERPRETER", False)
+    a, w, b, r = make((2, 21, 32), 16, "residual")
+    h = r.clone()
+    matmul_mod.matmul(a, w, b, epilogue="residual", residual=h, out=h)
+    assert rel_err(h, ref(a, w, b, "residual", r)) < TOL
+    if enabled:
+        assert sorted(timed) == sorted(["pointer", *fma_mod.CANDIDATES])
+        assert list(dispatch.choices().values()) == [winner] and runs[-1] == fma_mod.CANDIDATES[winner]
+        assert kernel_choices() == [f"matmul a=(2, 21, 32) n=16 float32 residual bias in-place -> {winner}"]
+        runs.clear()
+        matmul_mod.matmul(a, w, b, epilogue="residual", residual=r)  # other key: timed again, then cached
+        matmul_mod.matmul(a, w, b, epilogue="residual", residual=r)
+        assert runs.count(fma_mod.CANDIDATES[winner]) == 3 and len(dispatch.choices()) == 2
+    else:
+        assert timed == [] and runs == [] and dispatch.choices() == {}
+
+
+@pytest.mark.parametrize("kw", [dict(precision="tf32x3"), dict(epilogue="gelu_tanh")])
+def test_other_fp32_calls_stay_on_the_pointer_kernel(monkeypatch, kw):
+    monkeypatch.setenv("VITBENCH_FMA", "1")
+    monkeypatch.setattr(fma_mod, "matmul_fma", lambda *a, **k: pytest.fail("FMA kernel called"))
+    monkeypatch.setattr(dispatch, "_median_ms", lambda fn: pytest.fail("timed"))
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setattr(matmul_mod, "INTERPRETER", False)
+    a, w, b, _ = make((9, 16), 8)
+    matmul_mod.matmul(a, w, b, **kw)  # eligibility (real) says no to gelu_tanh; tf32x3 not exact
+    assert dispatch.choices() == {}
+
+
+def test_user_errors_still_raise_with_the_setting_on(monkeypatch):
+    monkeypatch.setenv("VITBENCH_FMA", "1")
+    monkeypatch.setattr(fma_mod, "fma_eligible", lambda *a, **k: True)
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    monkeypatch.setattr(matmul_mod, "INTERPRETER", False)
+    a, w, b, r = make((9, 16), 8, "residual")
+    with pytest.raises(VitbenchError, match="residual has shape"):
+        matmul_mod.matmul(a, w, b, epilogue="residual", residual=r[:, :4])
+    with pytest.raises(VitbenchError, match="needs a residual"):
+        matmul_mod.matmul(a, w, b, epilogue="residual")
+    with pytest.raises(VitbenchError, match="w has shape"):
+        matmul_mod.matmul(a, w[:, :8], b)
+
+
+_BUILD = """
+import json, sys
+sys.path[:0] = [{root!r}, {tools!r}]
+import _sm90
+from triton.experimental.gluon._runtime import GluonASTSource
+from vitbench.kernels import matmul_fma as fm
+fn = fm._fma_gemm_kernel
+out = []
+for name, (bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg) in fm.CANDIDATES.items():
+    for epilogue, code in fm.EPILOGUES.items():
+        consts = dict(HAS_BIAS=True, EPILOGUE=code, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPT_M=spt_m,
+                      SPT_N=spt_n, TPW_M=tpw_m, WPC_M=wpc_m, GROUP=fm.GROUP_M, num_warps=warps)
+        sig = {{n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32" for n in fn.arg_names}}
+        attrs = {{(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+                 if n.endswith("_ptr") or n in ("N", "K") or n.startswith("stride_")}}
+        r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
+        out.append(dict(name=name, epilogue=epilogue, maxnreg=maxnreg, bk=bk, bm=bm, bn=bn, **r))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not fma_mod.AVAILABLE, reason="this triton has no Gluon")
+def test_offline_sm90_build():
+    """Every candidate config with each epilogue builds for sm_90 with the bundled ptxas, at the
+    alignment a ViT launch specialises on: registers within the config's cap (two 256-thread
+    programs per SM for the capped one), spills only where capped, the main loop's 64 FFMA per k,
+    and shared memory as designed. In a fresh process without the interpreter: once Triton's
+    interpreter has run a kernel, building a compiled one in the same process fails."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    code = _BUILD.format(root=str(root), tools=str(root / "tools"))
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    builds = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(builds) == len(fma_mod.CANDIDATES) * len(fma_mod.EPILOGUES)
+    for r in builds:
+        where = f"{r['name']} {r['epilogue']}"
+        assert r["regs"] <= (r["maxnreg"] or 255), where
+        assert (r["spill_st"] == 0) if r["maxnreg"] is None else (r["spill_st"] <= 128), (where, r)
+        # the main loop body holds two K tiles: 2 * bk * 64 FFMA (fp32-class ops count at least that)
+        assert r["sass_fp32"] >= 2 * r["bk"] * 64, (where, r)
+        assert r["smem"] == 2 * 4 * r["bk"] * (r["bm"] + r["bn"]), (where, r)
+
+
+def _need_gpu():
+    if not fma_mod.fma_eligible(*make((8, 8), 8)[:2]):
+        pytest.skip("needs CUDA and Gluon")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", [(1, 8, 8), (1000, 200, 136), (257, 776, 770), (333, 100, 20), (130, 129, 8),
+                                   (6304, 768, 3072)])
+@pytest.mark.parametrize("epilogue", list(fma_mod.EPILOGUES))
+def test_gpu_fma(M, N, K, epilogue):
+    _need_gpu()
+    for name, cfg in fma_mod.CANDIDATES.items():
+        for bias in (True, False):
+            a, w, b, r = make((M, K), N, epilogue, bias)
+            assert fma_mod.fma_eligible(a, w, b, epilogue=epilogue, residual=r)
+            out = poisoned((M, N), torch.float32, DEVICE)
+            got = fma_mod.matmul_fma(a, w, b, epilogue=epilogue, residual=r, out=out, config=cfg)
+            torch.cuda.synchronize()
+            assert got is out
+            err = rel_err(out, ref(a, w, b, epilogue, r))
+            assert err < TOL, f"{name} {epilogue} bias={bias} {M}x{N}x{K}: rel err {err}"
+
+
+@pytest.mark.gpu
+def test_gpu_in_place_3d_rows_and_eligibility():
+    _need_gpu()
+    a, w, b, r = make((32, 197, 768), 768, "residual")
+    expect = ref(a, w, b, "residual", r)
+    for name, cfg in fma_mod.CANDIDATES.items():
+        h = r.clone()
+        assert fma_mod.fma_eligible(a, w, b, epilogue="residual", residual=h, out=h)
+        fma_mod.matmul_fma(a, w, b, epilogue="residual", residual=h, out=h, config=cfg)
+        assert rel_err(h, expect) < TOL, name
+    assert not fma_mod.fma_eligible(a.half(), w.half())  # 16-bit
+    assert not fma_mod.fma_eligible(a, w, b, epilogue="gelu_tanh")
+    assert not fma_mod.fma_eligible(a, w, b, epilogue="residual", residual=None)
+    t = torch.empty(768, 32 * 197, device=DEVICE)  # a transposed (strided) output
+    assert not fma_mod.fma_eligible(a.reshape(-1, 768), w, b, out=t.T)
+
+
+@pytest.mark.gpu
+def test_gpu_matmul_routes_fp32_through_the_timing(monkeypatch):
+    _need_gpu()
+    monkeypatch.setenv("VITBENCH_FMA", "1")
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    a, w, b, r = make((4, 197, 768), 3072, "gelu")
+    got = matmul_mod.matmul(a, w, b, epilogue="gelu")
+    assert rel_err(got, ref(a, w, b, "gelu", None)) < TOL
+    (pick,) = dispatch.choices().values()
+    assert pick in (*fma_mod.CANDIDATES, "pointer")
