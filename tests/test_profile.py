@@ -104,6 +104,7 @@ def test_launchers_are_restored_and_kernel_names_exist(run):
         where = getattr(K, launcher).__module__ if launcher in K.__all__ else P.NESTED[launcher]
         assert hasattr(importlib.import_module(where), kernel), (launcher, kernel)
     assert P.LAUNCHERS["matmul_gluon"][0] == importlib.import_module("vitbench.kernels.matmul_gluon").KERNEL_NAME
+    assert P.LAUNCHERS["matmul_fma"][0] == importlib.import_module("vitbench.kernels.matmul_fma").KERNEL_NAME
 
 
 def test_group_attaches_costs_by_kernel_name():

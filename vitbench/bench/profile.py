@@ -116,15 +116,17 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "_matmul_pointer": ("_matmul_kernel", _cost_matmul),
     "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul_splitk),  # both passes' cost, on pass 1
     "matmul_gluon": ("_gemm_ws_kernel", _cost_matmul),
+    "matmul_fma": ("_fma_gemm_kernel", _cost_matmul),
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
-# sends each GEMM to matmul_tma(), matmul_gluon() or _matmul_pointer(), once, or twice when it
+# sends each GEMM to matmul_tma(), matmul_gluon(), matmul_fma() or _matmul_pointer(), once, or twice when it
 # splits the rows (kernels/_rowsplit.py), the second time maybe to matmul_splitk(). Wrapped in
 # their own module too, so each launch counts as the kernel that really ran, with its own rows'
 # cost (the outer launcher records nothing when a nested one did).
 NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul",
-          "matmul_splitk": "vitbench.kernels.matmul_splitk", "matmul_gluon": "vitbench.kernels.matmul_gluon"}
+          "matmul_splitk": "vitbench.kernels.matmul_splitk", "matmul_gluon": "vitbench.kernels.matmul_gluon",
+          "matmul_fma": "vitbench.kernels.matmul_fma"}
 
 
 @dataclass

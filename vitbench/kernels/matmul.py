@@ -391,7 +391,7 @@ def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
     `out` is given (checked_args made it)."""
     from vitbench.kernels import _dispatch, matmul_fma
 
-    if not matmul_fma.fma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+    if a.numel() == 0 or not matmul_fma.fma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
         return "pointer"
     inplace = (residual is not None and out.data_ptr() == residual.data_ptr()
                and out.stride() == residual.stride())

@@ -49,8 +49,9 @@ EPILOGUES = {"none": 0, "gelu": 1, "residual": 2}  # EPILOGUE values
 # 128x128x8 fastest on all of them but the two with N = 768 at batch 32, where 128x64x16 was 3-4%
 # faster; BLOCK_K 16 at 128x128 was 20-25% slower (139 registers: one program per SM instead of
 # two). 128x128x8 takes 127 registers without epilogue, 149 with the residual and 156 with GELU
-# (offline sm_90 build): one program per SM. Capped at 128 (two per SM), ptxas spills 72 / 44 bytes.
-# Both are timed; which wins is not measured yet.
+# (offline sm_90 build): one program per SM. Capped at 128 (two per SM), ptxas spills 72 / 44 bytes,
+# all of it outside the K loop (the SASS's local loads and stores sit in the prologue and after
+# the loop's back branch). Both are timed; which wins is not measured yet.
 CONFIGS = (
     (128, 128, 8, 4, 4, 4, 4, 8, None),
     (128, 128, 8, 4, 4, 4, 4, 8, 128),
@@ -60,6 +61,7 @@ GROUP_M = 8
 # the configs vitbench.kernels.matmul times per shape, by the name its choice is recorded under
 CANDIDATES = {f"fma-{c[0]}x{c[1]}x{c[2]}-w{c[7]}" + (f"-r{c[8]}" if c[8] else ""): c for c in CONFIGS}
 FMA_ENV = "VITBENCH_FMA"
+KERNEL_NAME = "_fma_gemm_kernel"  # what matmul_fma launches, as profilers show it
 
 
 def fma_setting() -> bool:
@@ -160,11 +162,15 @@ if AVAILABLE:
 
 
 def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
-    """t as a 2-D [rows, cols] view with unit column stride, without a copy, else None."""
+    """t as a 2-D [rows, cols] view with unit column stride, without a copy, else None. A 3-D
+    [B, 1, D] view (the CLS rows of [B, T, D] hidden states) is its [B, D] rows."""
     if t.dim() == 3:
-        if t.shape[0] > 1 and t.stride(0) != t.shape[1] * t.stride(1):
+        if t.shape[1] == 1:
+            t = t[:, 0]
+        elif t.shape[0] > 1 and t.stride(0) != t.shape[1] * t.stride(1):
             return None
-        t = t.reshape(-1, t.shape[-1])  # a view, given the stride check
+        else:
+            t = t.reshape(-1, t.shape[-1])  # a view, given the stride check
     if t.dim() != 2 or (t.shape[1] > 1 and t.stride(1) != 1):
         return None
     return t
@@ -199,7 +205,8 @@ def matmul_fma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
                epilogue: str = "none", residual: torch.Tensor | None = None,
                out: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias) on this kernel; `config` one of CONFIGS (default the first).
-    The caller checks `fma_eligible` (vitbench.kernels.matmul does)."""
+    The caller checks `fma_eligible` and the arguments themselves (vitbench.kernels.matmul runs
+    its checked_args first: shapes, an `out` that shares no memory with the inputs)."""
     bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg = config or CONFIGS[0]
     if out is None:
         out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
