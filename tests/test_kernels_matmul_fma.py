@@ -69,6 +69,26 @@ def test_rows2d_views_without_copies():
     assert fma_mod._rows2d(torch.randn(6, 4)).shape == (6, 4)
 
 
+def test_gemm_operands_ok_rejects_each_mismatch():
+    from vitbench.kernels._common import gemm_operands_ok
+
+    a, w, b, r = make((2, 5, 16), 8, "residual")
+    ok = lambda **kw: gemm_operands_ok(**{**dict(a=a, w=w, bias=b, residual=r, out=None,  # noqa: E731
+                                                 adds_residual=True), **kw})
+    assert ok() and ok(out=r) and ok(bias=None) and ok(residual=None, adds_residual=False)
+    assert not ok(residual=None)  # the epilogue adds one
+    assert not ok(adds_residual=False)  # given, but not added
+    assert not ok(w=w[:, :8])  # K mismatch
+    assert not ok(a=a[..., :0], w=w[:, :0])  # K = 0
+    assert not ok(w=w[:0])  # N = 0
+    assert not ok(a=a[0, 0])  # 1-D a
+    assert not ok(bias=b[:4]) and not ok(bias=torch.randn(16, device=DEVICE)[::2])  # length, stride
+    assert not ok(residual=r[:, :4]) and not ok(out=r[..., :4])  # shapes
+    t = torch.empty(2, 8, 5, device=DEVICE).transpose(1, 2)  # the residual's address, other strides
+    assert ok(residual=t, out=t)  # the same view: allowed (in place)
+    assert not ok(residual=t, out=torch.as_strided(t, t.shape, (40, 8, 1)))
+
+
 def test_not_eligible_off_the_gpu():
     if torch.device(DEVICE).type != "cpu":
         pytest.skip("on a GPU these inputs are eligible (test_gpu_fma)")

@@ -117,6 +117,25 @@ def check_out(
     return out
 
 
+def gemm_operands_ok(a, w, bias, residual, out, *, adds_residual: bool) -> bool:
+    """The shape checks shared by the alternative GEMM kernels' eligibility (matmul_gluon,
+    matmul_fma): a 2-D or 3-D `a` and a 2-D `w` with the same, nonzero K and a nonzero N; a
+    residual exactly when the epilogue adds one; a unit-stride bias of N; residual and out of the
+    output's shape; an out at the residual's address only as the same view (each element is then
+    read before it is written over)."""
+    if w.dim() != 2 or a.dim() not in (2, 3) or w.shape[1] != a.shape[-1] or 0 in (a.shape[-1], w.shape[0]):
+        return False
+    if (residual is not None) != adds_residual:
+        return False
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != w.shape[0] or bias.stride(0) != 1):
+        return False
+    shape = (*a.shape[:-1], w.shape[0])
+    if any(t is not None and tuple(t.shape) != shape for t in (residual, out)):
+        return False
+    return not (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
+                and out.stride() != residual.stride())
+
+
 def check_int32_offsets(name: str, t: torch.Tensor, from_dim: int = 0) -> None:
     """Kernels index dims from `from_dim` on in int32: refuse layouts whose offsets would overflow."""
     span = sum((n - 1) * abs(st) for n, st in zip(t.shape[from_dim:], t.stride()[from_dim:]) if n > 0)

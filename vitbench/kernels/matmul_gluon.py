@@ -44,6 +44,7 @@ import torch
 import triton
 
 from vitbench._backend import INTERPRETER
+from vitbench.kernels._common import gemm_operands_ok
 from vitbench.kernels._env import env_flag
 
 try:  # Gluon ships with triton >= 3.5; without it this kernel is simply never eligible
@@ -347,19 +348,10 @@ def gluon_eligible(a: object, w: object, bias: object = None, *, epilogue: str =
         return False
     if _capability(a.device.index or 0)[0] != 9:
         return False
-    if (w.dim() != 2 or a.dim() not in (2, 3) or w.shape[1] != a.shape[-1] or a.shape[-1] % 8 or w.shape[0] % 8
-            or a.shape[-1] == 0 or w.shape[0] == 0):
+    if not gemm_operands_ok(a, w, bias, residual, out, adds_residual=epilogue == "residual"):
         return False
-    if (residual is not None) != (epilogue == "residual"):
+    if a.shape[-1] % 8 or w.shape[0] % 8:  # 16-byte rows for TMA
         return False
-    if bias is not None and (bias.dim() != 1 or bias.shape[0] != w.shape[0] or bias.stride(0) != 1):
-        return False
-    shape = (*a.shape[:-1], w.shape[0])
-    if any(t is not None and tuple(t.shape) != shape for t in (residual, out)):
-        return False
-    if out is not None and residual is not None and out.data_ptr() == residual.data_ptr() \
-            and out.stride() != residual.stride():
-        return False  # the same view is fine: each tile reads its residual before storing over it
     return all(_tma_ok(t) for t in (a, w, residual, out))
 
 
