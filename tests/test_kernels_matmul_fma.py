@@ -50,6 +50,17 @@ def test_setting(monkeypatch):
         fma_mod.fma_setting()
 
 
+def test_cli_rejects_a_bad_setting(monkeypatch):
+    from typer.testing import CliRunner
+
+    from vitbench.cli import app
+
+    monkeypatch.setenv("VITBENCH_FMA", "2")
+    res = CliRunner().invoke(app, ["env"])
+    assert res.exit_code != 0 and isinstance(res.exception, VitbenchError)
+    assert "VITBENCH_FMA='2'" in str(res.exception)
+
+
 def test_configs_are_consistent():
     assert len(fma_mod.CANDIDATES) == len(fma_mod.CONFIGS) == len(set(fma_mod.CANDIDATES))
     for bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg in fma_mod.CONFIGS:

@@ -44,6 +44,7 @@ def _root() -> None:
     importlib.import_module("vitbench.kernels._rowsplit").row_split_setting()
     importlib.import_module("vitbench.kernels.matmul_splitk").two_pass_setting()
     importlib.import_module("vitbench.kernels.matmul_gluon").gluon_setting()
+    importlib.import_module("vitbench.kernels.matmul_fma").fma_setting()
     pdl = importlib.import_module("vitbench.kernels._pdl")
     pdl.pdl_setting()  # likewise
     pdl.check_device()
