@@ -14,8 +14,20 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-CUOBJDUMP = os.path.join(os.path.dirname(PTXAS), "cuobjdump")
+
+def _ptxas() -> str:
+    """The ptxas triton itself runs for sm_90 (triton 3.9 picks its bundled ptxas-blackwell, whose
+    PTX version matches what it emits; 3.6 its ptxas), else the bundled ptxas."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(90).path
+    except Exception:  # noqa: BLE001 - an older or newer triton: the bundled binary
+        return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+
+
+PTXAS = _ptxas()
+CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 # SASS opcode classes counted (static instruction counts, whole kernel): the epilogue's math
 # runs on the FP32 pipe (FFMA/FMUL/FADD/FMNMX/FSEL...) and the MUFU (ex2, rcp).
 SASS_CLASSES = {"fp32": re.compile(r"^F(FMA|MUL|ADD|MNMX|SEL|SETP|CHK)"), "mufu": re.compile(r"^MUFU"),

@@ -38,6 +38,8 @@
 #                          (env PROBE_ARGS: more arguments, e.g. "--only gluon --gap-ms 50")
 #   fma[:B.B]              tools/fma_gemm_probe.py: the Gluon CUDA-core fp32 GEMM checked, then timed
 #                          against cuBLAS fp32 and vitbench's ieee GEMM (batches B, default 32)
+#   fmaattn[:B.B]          tools/fma_attention_probe.py: a Gluon CUDA-core fp32 flash attention checked,
+#                          then timed against SDPA fp32 and vitbench's attention (batches B, default 32.256)
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
@@ -154,6 +156,9 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
     fma)
       timeout "$(lim)" python3 tools/fma_gemm_probe.py --batch $(echo "${arg:-32}" | tr . " ") 2>&1 \
         | tee "$dir/probe.txt" | sed "s/^/[fma] /" ;;
+    fmaattn)
+      timeout "$(lim)" python3 tools/fma_attention_probe.py --batch $(echo "${arg:-32.256}" | tr . " ") 2>&1 \
+        | tee "$dir/probe.txt" | sed "s/^/[fmaattn] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)

@@ -39,6 +39,13 @@ try:  # Gluon ships with triton >= 3.5; without it this kernel is simply never e
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
 
+    from triton.experimental.gluon.language._core import shared_memory_descriptor
+
+    # Gluon's API moved between releases (3.6 on the lent H100s, 3.9 in CI): the CTA-wide barrier
+    # is gl.thread_barrier in 3.6, gl.barrier later; a shared buffer's reinterpretation is
+    # ._reinterpret in 3.6, .reinterpret later.
+    _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
+    _NEW_REINTERPRET = hasattr(shared_memory_descriptor, "reinterpret")
     AVAILABLE = True
 except ImportError:  # pragma: no cover - depends on the installed triton
     AVAILABLE = False
@@ -73,6 +80,15 @@ def fma_setting() -> bool:
 
 if AVAILABLE:
 
+    if _NEW_REINTERPRET:
+        @gluon.jit
+        def _rows(buf):  # a [R, C] buffer seen as R rank-1 rows of C: .index(r) is row r
+            return buf.reinterpret(gl.float32, buf.shape, gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    else:
+        @gluon.jit
+        def _rows(buf):
+            return buf._reinterpret(gl.float32, buf.shape, gl.SwizzledSharedLayout(1, 1, 1, [0]))
+
     @gluon.jit
     def _k_step(acc, a_cur, w_cur, a_nxt, w_nxt, a_ptrs, w_ptrs, offs_ka, offs_kw, k_left,
                 BLOCK_K: gl.constexpr):
@@ -83,15 +99,15 @@ if AVAILABLE:
         a_reg = gl.load(a_ptrs, mask=gl.expand_dims(offs_ka, 0) < k_left, other=0.0)
         w_reg = gl.load(w_ptrs, mask=gl.expand_dims(offs_kw, 0) < k_left, other=0.0)
         # the [BLOCK_K, rows] tiles seen as BLOCK_K rank-1 rows: .index(k) is row k
-        a_rows = a_cur._reinterpret(gl.float32, a_cur.shape, gl.SwizzledSharedLayout(1, 1, 1, [0]))
-        w_rows = w_cur._reinterpret(gl.float32, w_cur.shape, gl.SwizzledSharedLayout(1, 1, 1, [0]))
+        a_rows = _rows(a_cur)
+        w_rows = _rows(w_cur)
         for k in gl.static_range(BLOCK_K):
             a_col = a_rows.index(k).load(gl.SliceLayout(1, acc_l))
             w_row = w_rows.index(k).load(gl.SliceLayout(0, acc_l))
             acc = gl.fma(gl.expand_dims(a_col, 1), gl.expand_dims(w_row, 0), acc)
         a_nxt.store(gl.permute(a_reg, [1, 0]))
         w_nxt.store(gl.permute(w_reg, [1, 0]))
-        gl.thread_barrier()
+        _barrier()
         return acc
 
     @gluon.jit
@@ -134,7 +150,7 @@ if AVAILABLE:
         w_s1 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], smem_l)
         a_s0.store(gl.permute(gl.load(a_ptrs, mask=gl.expand_dims(offs_ka, 0) < K, other=0.0), [1, 0]))
         w_s0.store(gl.permute(gl.load(w_ptrs, mask=gl.expand_dims(offs_kw, 0) < K, other=0.0), [1, 0]))
-        gl.thread_barrier()
+        _barrier()
 
         acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, acc_l)
         # two K tiles per trip (buffers 0 then 1); an odd tile count runs one all-zero tile more
