@@ -75,6 +75,12 @@ def test_cli_rejects_a_bad_setting(monkeypatch):
     assert "VITBENCH_GLUON='2'" in str(res.exception)
 
 
+def test_triton_versions():
+    assert gluon_mod.triton_supported("3.6.0") and gluon_mod.triton_supported("3.5.1")
+    assert not gluon_mod.triton_supported("3.9.0") and not gluon_mod.triton_supported("3.10.0+git1234")
+    assert not gluon_mod.triton_supported("4.0.0")
+
+
 def test_not_eligible_without_a_hopper_gpu():
     if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9 and DEVICE != "cpu":
         pytest.skip("a Hopper GPU: these inputs are eligible there (test_gpu_eligibility)")

@@ -56,7 +56,7 @@ def main() -> int:
                 r = build(mg._gemm_ws_kernel, sig, consts, {}, warps, stages, source=GluonASTSource,
                           maxnreg=maxnreg)
             except Exception as exc:  # noqa: BLE001 - report and go on
-                print(f"{label:<22} {epi:<9} {name:<5} FAILED: {type(exc).__name__}: {str(exc)[:600]}")
+                print(f"{label:<22} {epi:<9} {name:<5} FAILED: {type(exc).__name__}: {str(exc)[-600:]}")
                 bad += 1
                 continue
             over = r["smem"] > mg._SMEM_BYTES or r["spill_st"] > 0

@@ -28,8 +28,8 @@ The kernel (`_gemm_ws_kernel`: persistent, warp-specialised):
 A one-partition software-pipelined variant (docs/performance.md, step 15) hid the residual as
 well but ran its K loop 10-20% slower, and is gone.
 
-Eligibility (`gluon_eligible`): a CUDA device of compute capability 9.x (not the interpreter:
-Gluon has none), fp16/bf16, every operand 2-D rows with unit column stride and 16-byte aligned
+Eligibility (`gluon_eligible`): triton before 3.9 (`triton_supported`), a CUDA device of compute
+capability 9.x (not the interpreter: Gluon has none), fp16/bf16, every operand 2-D rows with unit column stride and 16-byte aligned
 rows (K % 8 == 0, N % 8 == 0), epilogue "none" or "residual", no folded layernorm. The output
 may be the residual itself (same view: each tile's residual is in shared memory before that tile
 is stored over it; no other tile reads it).
@@ -39,6 +39,7 @@ is stored over it; no other tile reads it).
 from __future__ import annotations
 
 import functools
+import re
 
 import torch
 import triton
@@ -46,6 +47,15 @@ import triton
 from vitbench._backend import INTERPRETER
 from vitbench.kernels._common import gemm_operands_ok
 from vitbench.kernels._env import env_flag
+
+
+def triton_supported(version: str) -> bool:
+    """Whether this kernel builds with that triton: written for 3.6 (the lent H100s); 3.9's Gluon
+    (warp_specialize, in CI on 2026-11-28, offline sm_90 build) refuses it. Releases in between are
+    not known: the per-shape timing skips a candidate that fails, with a warning."""
+    major, minor = (int(x) for x in re.findall(r"\d+", version)[:2])
+    return (major, minor) < (3, 9)
+
 
 try:  # Gluon ships with triton >= 3.5; without it this kernel is simply never eligible
     from triton.experimental import gluon
@@ -56,6 +66,7 @@ try:  # Gluon ships with triton >= 3.5; without it this kernel is simply never e
     AVAILABLE = True
 except ImportError:  # pragma: no cover - depends on the installed triton
     AVAILABLE = False
+SUPPORTED = AVAILABLE and triton_supported(triton.__version__)  # gluon_eligible's first condition
 
 EPILOGUES = ("none", "residual")
 _DTYPES = (torch.float16, torch.bfloat16)
@@ -339,7 +350,7 @@ def _num_sms(index: int) -> int:
 def gluon_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "none",
                    residual: object = None, out: object = None) -> bool:
     """Whether this kernel can take the call (see the module docstring)."""
-    if not AVAILABLE or INTERPRETER or epilogue not in EPILOGUES:
+    if not SUPPORTED or INTERPRETER or epilogue not in EPILOGUES:
         return False
     tensors = [t for t in (a, w, bias, residual, out) if t is not None]
     if not all(isinstance(t, torch.Tensor) for t in tensors):
