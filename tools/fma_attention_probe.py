@@ -299,12 +299,10 @@ def sdpa_kernel_names(q, k, v) -> str:
 
 
 def gpu_main(args) -> int:
-    if not torch.cuda.is_available():
-        print("no CUDA device: the default mode needs an H100 (use --compile for the offline build)")
+    from fma_gemm_probe import exact_fp32_cuda
+
+    if not exact_fp32_cuda():
         return 2
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
     from vitbench.kernels.attention import attention as vb_attention
 
     print(f"GPU {torch.cuda.get_device_name()}  torch {torch.__version__}  triton {triton.__version__}  "

@@ -211,13 +211,21 @@ def check(M: int, N: int, K: int, epilogue: str, configs: list, a, w, b, r, ref)
     return res
 
 
-def gpu_main(args) -> int:
+def exact_fp32_cuda() -> bool:
+    """False (and says so) without a CUDA device; else torch's matmuls and convolutions set to
+    exact fp32 (TF32 off), the baseline these probes compare against."""
     if not torch.cuda.is_available():
         print("no CUDA device: the default mode needs an H100 (use --compile for the offline build)")
-        return 2
+        return False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    return True
+
+
+def gpu_main(args) -> int:
+    if not exact_fp32_cuda():
+        return 2
     from vitbench.kernels import _dispatch
     from vitbench.kernels.matmul import matmul as vb_matmul
 
