@@ -332,6 +332,25 @@ def tma_min_rows() -> int:
     return int(raw)
 
 
+def _choice_key(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> tuple[tuple, bool]:
+    """(the per-shape GEMM choice's cache key, whether out is the residual itself). The key holds
+    the speed-relevant layout only (eligibility is checked on every call anyway);
+    kernel_choices() in vitbench.bench.metadata unpacks it."""
+    inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
+               and out.stride() == residual.stride())
+    key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
+           inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
+           None if residual is None else residual.stride(-2), ln is not None, row_stats is not None)
+    return key, inplace
+
+
+def _scratch(a, w, residual, inplace: bool) -> tuple:
+    """(residual, out) for timing the candidates: the real out and residual are written only by
+    the call that follows (in place: a copy of the residual, which is also the output)."""
+    res = residual.clone() if inplace else residual
+    return res, res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
+
+
 def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
     """Which kernel this call goes to: "pointer", "tma" (matmul_tma) or a Gluon config's name
     (matmul_gluon.CANDIDATES), from MODE and, for "auto", the per-shape timing."""
@@ -350,13 +369,7 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
     from vitbench.kernels import _dispatch, matmul_gluon
     from vitbench.kernels.matmul_tma import matmul_tma
 
-    inplace = (out is not None and residual is not None and out.data_ptr() == residual.data_ptr()
-               and out.stride() == residual.stride())
-    # speed-relevant layout only (eligibility is checked on every call anyway); kernel_choices()
-    # in vitbench.bench.metadata unpacks this tuple
-    key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
-           inplace, a.device, w.stride(0), None if out is None else out.stride(-2),
-           None if residual is None else residual.stride(-2), ln is not None, row_stats is not None)
+    key, inplace = _choice_key(a, w, bias, epilogue, residual, out, ln, row_stats)
     hit = _dispatch.lookup(key)
     if hit is not None:
         # the key leaves out what only the Gluon kernel needs (e.g. a unit-stride bias, rows that
@@ -368,10 +381,7 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
         return hit
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         return "pointer"  # nothing can be timed inside a graph capture: the pointer kernel, uncached
-    # Timed on scratch outputs (the in-place variant on a copy of the residual): the real out and
-    # residual are written only by the call that follows.
-    res = residual.clone() if inplace else residual
-    scratch = res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
+    res, scratch = _scratch(a, w, residual, inplace)
     kw = dict(epilogue=epilogue, residual=res, out=scratch, ln=ln, row_stats=row_stats)
     candidates = {
         "pointer": lambda: _matmul_pointer(a, w, bias, precision="ieee", **kw),
@@ -393,20 +403,13 @@ def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
 
     if a.numel() == 0 or not matmul_fma.fma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
         return "pointer"
-    inplace = (residual is not None and out.data_ptr() == residual.data_ptr()
-               and out.stride() == residual.stride())
-    # the 16-bit route's key layout (vitbench.bench.metadata.kernel_choices reads it); the dtype
-    # keeps the two apart
-    key = ("matmul", tuple(a.shape), a.stride(-2), w.shape[0], a.dtype, epilogue, bias is not None,
-           inplace, a.device, w.stride(0), out.stride(-2),
-           None if residual is None else residual.stride(-2), False, False)
+    key, inplace = _choice_key(a, w, bias, epilogue, residual, out)  # the dtype keeps it from _route's
     hit = _dispatch.lookup(key)
     if hit is not None:
         return hit
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         return "pointer"  # nothing can be timed inside a graph capture: the pointer kernel, uncached
-    res = residual.clone() if inplace else residual  # timed on scratch outputs, as _route
-    scratch = res if inplace else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+    res, scratch = _scratch(a, w, residual, inplace)
     candidates = {"pointer": lambda: _matmul_pointer(a, w, bias, epilogue=epilogue, residual=res,
                                                      precision="ieee", out=scratch)}
     for name, cfg in matmul_fma.CANDIDATES.items():
