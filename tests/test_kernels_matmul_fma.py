@@ -42,7 +42,9 @@ def ref(a, w, b, epilogue, r):
 
 def test_setting(monkeypatch):
     monkeypatch.delenv("VITBENCH_FMA", raising=False)
-    assert fma_mod.fma_setting() is False  # off until its epilogues have run on a GPU
+    assert fma_mod.fma_setting() is True  # on by default: it ran on a GPU, epilogues included
+    monkeypatch.setenv("VITBENCH_FMA", "0")
+    assert fma_mod.fma_setting() is False
     monkeypatch.setenv("VITBENCH_FMA", "1")
     assert fma_mod.fma_setting() is True
     monkeypatch.setenv("VITBENCH_FMA", "on")
@@ -354,6 +356,7 @@ def test_gpu_vit_b16_fp32_forward_with_the_fma_gemm(monkeypatch):
             return tri(px, logits_only=True)
 
     logits, picks = {}, []
+    monkeypatch.setattr(matmul_mod, "MODE", "auto")  # the GPU test run sets VITBENCH_MATMUL=pointer
     for setting in ("0", "1"):
         monkeypatch.setenv("VITBENCH_FMA", setting)
         dispatch.reset()

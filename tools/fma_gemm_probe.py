@@ -43,14 +43,16 @@ sys.path.insert(0, ROOT)
 from vitbench.kernels import matmul_fma as mf  # noqa: E402
 
 # name -> a matmul_fma config (BM, BN, BK, SPT_M, SPT_N, TPW_M, WPC_M, num_warps, maxnreg): the
-# three the package times per shape, and two more measured on 2026-11-28 (slower on every ViT GEMM)
-CONFIGS = {
-    "c128x128k8": mf.CONFIGS[0],
-    "c128x128k8r128": mf.CONFIGS[1],
-    "c128x64k16": mf.CONFIGS[2],
-    "c128x128k16": (128, 128, 16, 4, 4, 4, 4, 8, None),
-    "c64x128k16": (64, 128, 16, 4, 4, 4, 2, 4, None),
-}
+# ones the package times per shape, one more measured on 2026-11-28 (20-25% slower on every ViT
+# GEMM, H100 and H200), and the 4-warp ones capped at 128 registers (four programs per SM)
+def _short(c: tuple) -> str:
+    return f"c{c[0]}x{c[1]}k{c[2]}" + (f"r{c[8]}" if c[8] else "")
+
+
+CONFIGS = {_short(c): c for c in mf.CONFIGS}
+CONFIGS["c128x128k16"] = (128, 128, 16, 4, 4, 4, 4, 8, None)
+CONFIGS["c64x128k16r128"] = (64, 128, 16, 4, 4, 4, 2, 4, 128)
+CONFIGS["c128x64k16r128"] = (128, 64, 16, 4, 4, 4, 4, 4, 128)
 # ViT-B/16 linear layers: name -> (N, K, epilogue); M = batch * 197
 SHAPES = {"qkv": (2304, 768, "none"), "proj": (768, 768, "residual"), "fc1": (3072, 768, "gelu"),
           "fc2": (768, 3072, "residual")}

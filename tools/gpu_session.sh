@@ -30,7 +30,8 @@
 #                          attention at batches B (default 32) against cuBLAS (env FP32_OPS: "fc1 attn")
 #   set:NAME=VALUE         export NAME=VALUE for the lane's later steps (',' in VALUE -> ' ';
 #                          VALUE cannot hold ':' or a space)
-#   profile:B+B            vitbench profile at each batch
+#   profile:B+B            vitbench profile at each batch (env PROFILE_ARGS: more arguments, e.g.
+#                          set:PROFILE_ARGS=--dtype,fp32)
 #   gelu                   tools/gelu_probe.py: each GELU form's error against float64
 #   gluon                  tools/gluon_probe.py: the Gluon GEMM's configs checked, then timed
 #   energy[:B]             tools/energy_probe.py: FC2 with and without the residual, energy (NVML)
@@ -163,7 +164,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
     profile)
       for b in ${arg//+/ }; do
-        timeout "$(lim)" python3 -m vitbench profile --batch "$b" --out "$dir" 2>&1 | head -45
+        timeout "$(lim)" python3 -m vitbench profile --batch "$b" ${PROFILE_ARGS:-} --out "$dir" 2>&1 | head -45
       done ;;
     set) local n=${arg%%=*}; export "$n=$(echo "${arg#*=}" | tr , ' ')"; echo "set $n=${!n}" ;;
     *) echo "unknown step $s" ;;

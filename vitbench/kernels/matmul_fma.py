@@ -23,7 +23,8 @@ itself, same view: each element is read and then written by the same thread).
 Eligibility (`fma_eligible`): CUDA (not the interpreter: Gluon has none), fp32 operands, 2-D rows
 (3-D ones that flatten without a copy) with unit column stride, bias contiguous.
 `vitbench.kernels.matmul` times it against the pointer kernel per shape for fp32 "ieee" calls
-when VITBENCH_FMA=1 (off by default until its epilogues have run on a GPU).
+unless VITBENCH_FMA=0. On an H200 (2026-11-28) it made the ViT-B/16 fp32 "ieee" forward 1.07x
+(batch 1) to 1.56x (batch 256) faster than the pointer kernel alone.
 """
 
 from __future__ import annotations
@@ -53,16 +54,17 @@ except ImportError:  # pragma: no cover - depends on the installed triton
 EPILOGUES = {"none": 0, "gelu": 1, "residual": 2}  # EPILOGUE values
 # (BLOCK_M, BLOCK_N, BLOCK_K, SPT_M, SPT_N, TPW_M, WPC_M, num_warps, maxnreg): the accumulator
 # layout is BlockedLayout([SPT_M, SPT_N], [TPW_M, 32 // TPW_M], [WPC_M, num_warps // WPC_M]),
-# repeated over the tile. H100, ViT-B/16 GEMMs without epilogue (tools/fma_gemm_probe.py):
-# 128x128x8 fastest on all of them but the two with N = 768 at batch 32, where 128x64x16 was 3-4%
-# faster; BLOCK_K 16 at 128x128 was 20-25% slower (139 registers: one program per SM instead of
-# two). 128x128x8 takes 127 registers without epilogue, 149 with the residual and 156 with GELU
-# (offline sm_90 build): one program per SM. Capped at 128 (two per SM), ptxas spills 72 / 44 bytes,
-# all of it outside the K loop (the SASS's local loads and stores sit in the prologue and after
-# the loop's back branch). Both are timed; which wins is not measured yet.
+# repeated over the tile. 128x128x8 takes 127 registers without epilogue, 149 with the residual
+# and 156 with GELU (offline sm_90 build): one program per SM. Capped at 128 (two per SM), ptxas
+# spills 72 / 44 bytes, all of it outside the K loop. Measured on an H200 (tools/fma_gemm_probe.py,
+# 2026-11-28, ViT-B/16 GEMMs at batch 32 and 256): the capped 128x128x8 was fastest or tied on
+# every GEMM at batch 256 (with an epilogue 11-18% faster than uncapped, without one equal) and
+# on FC1 + GELU at batch 32; 64x128x16 fastest on the two N = 768 GEMMs (+ residual) at batch 32,
+# 128x64x16 within 2% of it; BLOCK_K 16 at 128x128 was 20-25% slower everywhere (H100 and H200).
 CONFIGS = (
-    (128, 128, 8, 4, 4, 4, 4, 8, None),
     (128, 128, 8, 4, 4, 4, 4, 8, 128),
+    (128, 128, 8, 4, 4, 4, 4, 8, None),
+    (64, 128, 16, 4, 4, 4, 2, 4, None),
     (128, 64, 16, 4, 4, 4, 4, 4, None),
 )
 GROUP_M = 8
@@ -73,9 +75,9 @@ KERNEL_NAME = "_fma_gemm_kernel"  # what matmul_fma launches, as profilers show 
 
 
 def fma_setting() -> bool:
-    """VITBENCH_FMA: 1 lets exact fp32 GEMMs time this kernel against the pointer kernel; 0 (the
-    default) leaves it out."""
-    return env_flag(FMA_ENV, "time the CUDA-core Gluon GEMM for exact fp32", default=False)
+    """VITBENCH_FMA: 1 (the default) lets exact fp32 GEMMs time this kernel against the pointer
+    kernel; 0 leaves it out."""
+    return env_flag(FMA_ENV, "time the CUDA-core Gluon GEMM for exact fp32", default=True)
 
 
 if AVAILABLE:
