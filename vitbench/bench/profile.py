@@ -117,16 +117,18 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul_splitk),  # both passes' cost, on pass 1
     "matmul_gluon": ("_gemm_ws_kernel", _cost_matmul),
     "matmul_fma": ("_fma_gemm_kernel", _cost_matmul),
+    "attention_fma": ("_fma_attn_kernel", _cost_attention),
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
 # sends each GEMM to matmul_tma(), matmul_gluon(), matmul_fma() or _matmul_pointer(), once, or twice when it
-# splits the rows (kernels/_rowsplit.py), the second time maybe to matmul_splitk(). Wrapped in
+# splits the rows (kernels/_rowsplit.py), the second time maybe to matmul_splitk(); attention()
+# sends exact fp32 calls to attention_fma() where that timed faster. Wrapped in
 # their own module too, so each launch counts as the kernel that really ran, with its own rows'
 # cost (the outer launcher records nothing when a nested one did).
 NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul",
           "matmul_splitk": "vitbench.kernels.matmul_splitk", "matmul_gluon": "vitbench.kernels.matmul_gluon",
-          "matmul_fma": "vitbench.kernels.matmul_fma"}
+          "matmul_fma": "vitbench.kernels.matmul_fma", "attention_fma": "vitbench.kernels.attention_fma"}
 
 
 @dataclass

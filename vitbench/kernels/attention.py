@@ -29,6 +29,9 @@ default on the GPU too (slow, no tensor cores); `precision="tf32"` opts in to tf
 p and v rounded to the nearest TF32 value before their dots (`_tiles.round_tf32`, as cuBLAS rounds
 its operands; the tensor core alone would truncate them, doubling the error); the split modes
 (`precision="bf16x6"`, "tf32x3", "bf16x3": _common.PRECISIONS) run on the tensor cores too.
+Exact fp32 ("ieee") calls on a GPU with d 32 or 64 are timed once per shape against the CUDA-core
+Gluon kernel's configs (kernels/attention_fma.py: about 2x this kernel's speed at ViT-B/16 shapes
+on an H200) and run on the fastest; VITBENCH_FMA=0 leaves them out.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import triton
 import triton.language as tl
 
 from vitbench.errors import VitbenchError
+from vitbench.kernels import attention_fma
 from vitbench.kernels._common import (
     autotune, check_int32_offsets, check_out, check_precision, check_same_dtype, check_tensor,
     overlaps,
@@ -366,11 +370,31 @@ def attention(
     dst = torch.empty_like(out) if out.data_ptr() == q.data_ptr() else out
 
     tail = TAIL if attn_tail_setting() else 0  # a bad value: VitbenchError (the CLI checks first)
+
+    def run_triton(o: torch.Tensor) -> None:
+        _launch(q, k, v, o, scale, dot_precision, tail)
+
+    # exact fp32 on a GPU: this kernel or the CUDA-core Gluon one, whichever timed faster
+    pick = attention_fma.route(q, k, v, dst, scale=scale, precision=dot_precision,
+                               triton_attention=run_triton)
+    if pick == attention_fma.TRITON:
+        run_triton(dst)
+    else:
+        attention_fma.attention_fma(q, k, v, scale=scale, out=dst, config=attention_fma.CANDIDATES[pick])
+    if dst is not out:
+        out.copy_(dst)
+    return out
+
+
+def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float,
+            dot_precision: str, tail: int) -> None:
+    """The Triton kernel on attention()'s checked arguments (`out` never q itself)."""
+    B, H, T_q, d = q.shape
     grid = lambda meta: (_grid_m(T_q, meta["BLOCK_M"], tail), H, B)  # noqa: E731
     _attention_kernel[grid](
-        q, k, v, dst,
-        *q.stride(), *k.stride(), *v.stride(), *dst.stride(),
-        T_q, T_k, scale * LOG2E,
+        q, k, v, out,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        T_q, k.shape[2], scale * LOG2E,
         HEAD_DIM=d,
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         DOT_PRECISION=dot_precision,
@@ -378,6 +402,3 @@ def attention(
         TAIL_N=tail,
         **launch_opts(),
     )
-    if dst is not out:
-        out.copy_(dst)
-    return out

@@ -75,9 +75,10 @@ KERNEL_NAME = "_fma_gemm_kernel"  # what matmul_fma launches, as profilers show 
 
 
 def fma_setting() -> bool:
-    """VITBENCH_FMA: 1 (the default) lets exact fp32 GEMMs time this kernel against the pointer
-    kernel; 0 leaves it out."""
-    return env_flag(FMA_ENV, "time the CUDA-core Gluon GEMM for exact fp32", default=True)
+    """VITBENCH_FMA, the switch of both CUDA-core Gluon kernels: 1 (the default) lets exact fp32
+    GEMMs time this kernel against the pointer kernel, and exact fp32 attention() calls time
+    kernels/attention_fma.py's configs against its Triton kernel; 0 leaves both out."""
+    return env_flag(FMA_ENV, "time the CUDA-core Gluon GEMM and attention for exact fp32", default=True)
 
 
 if AVAILABLE:
