@@ -45,7 +45,7 @@ from vitbench.kernels import matmul_fma as mf  # noqa: E402
 # name -> a matmul_fma config (BM, BN, BK, SPT_M, SPT_N, TPW_M, WPC_M, num_warps, maxnreg): the
 # ones the package times per shape, one more measured on 2026-11-28 (20-25% slower on every ViT
 # GEMM, H100 and H200), the 4-warp ones capped at 128 registers (four programs per SM), and
-# 64x64 tiles on 2 warps (4x the programs of 128x128: for batch 1's 197 rows)
+# 64x64x16 on 2 warps (slower than 64x64x8 everywhere on an H200)
 def _short(c: tuple) -> str:
     return f"c{c[0]}x{c[1]}k{c[2]}" + (f"r{c[8]}" if c[8] else "")
 
@@ -55,7 +55,6 @@ CONFIGS["c128x128k16"] = (128, 128, 16, 4, 4, 4, 4, 8, None)
 CONFIGS["c64x128k16r128"] = (64, 128, 16, 4, 4, 4, 2, 4, 128)
 CONFIGS["c128x64k16r128"] = (128, 64, 16, 4, 4, 4, 4, 4, 128)
 CONFIGS["c64x64k16w2"] = (64, 64, 16, 4, 4, 4, 2, 2, None)
-CONFIGS["c64x64k8w2"] = (64, 64, 8, 4, 4, 4, 2, 2, None)
 # ViT-B/16 linear layers: name -> (N, K, epilogue); M = batch * 197
 SHAPES = {"qkv": (2304, 768, "none"), "proj": (768, 768, "residual"), "fc1": (3072, 768, "gelu"),
           "fc2": (768, 3072, "residual")}

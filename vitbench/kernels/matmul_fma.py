@@ -61,11 +61,14 @@ EPILOGUES = {"none": 0, "gelu": 1, "residual": 2}  # EPILOGUE values
 # every GEMM at batch 256 (with an epilogue 11-18% faster than uncapped, without one equal) and
 # on FC1 + GELU at batch 32; 64x128x16 fastest on the two N = 768 GEMMs (+ residual) at batch 32,
 # 128x64x16 within 2% of it; BLOCK_K 16 at 128x128 was 20-25% slower everywhere (H100 and H200).
+# A second H200 probe: 64x64x8 on 2 warps (six programs per SM, 145-154 registers) fastest on
+# those two at batch 32 (0.93-0.96x cuBLAS, 4% faster than 64x128x16), 0.79-0.86x at batch 256.
 CONFIGS = (
     (128, 128, 8, 4, 4, 4, 4, 8, 128),
     (128, 128, 8, 4, 4, 4, 4, 8, None),
     (64, 128, 16, 4, 4, 4, 2, 4, None),
     (128, 64, 16, 4, 4, 4, 4, 4, None),
+    (64, 64, 8, 4, 4, 4, 2, 2, None),
 )
 GROUP_M = 8
 # the configs vitbench.kernels.matmul times per shape, by the name its choice is recorded under
