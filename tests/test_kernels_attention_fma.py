@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +15,8 @@ from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
 from vitbench.kernels import attention
 from vitbench.numerics import poisoned, rel_err
+
+from offline_build import offline_builds
 
 attn_mod = importlib.import_module("vitbench.kernels.attention")  # the module, not the function
 af = importlib.import_module("vitbench.kernels.attention_fma")
@@ -260,23 +260,17 @@ def test_user_errors_still_raise_with_the_setting_on(monkeypatch):
 
 
 _BUILD = """
-import json, sys
-sys.path[:0] = [{root!r}, {tools!r}]
-import _sm90
-from triton.experimental.gluon._runtime import GluonASTSource
 from vitbench.kernels import attention_fma as af
 fn = af._fma_attn_kernel
-out = []
 for name, (bm, bn, warps, v_ahead, maxnreg) in af.CANDIDATES.items():
     for d in af.HEAD_DIMS:
         consts = dict(BLOCK_M=bm, BLOCK_N=bn, HEAD_D=d, V_AHEAD=v_ahead, num_warps=warps)
-        sig = {{n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else
-               "fp32" if n == "qk_scale" else "i32" for n in fn.arg_names}}
-        attrs = {{(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
-                 if n.endswith("_ptr") or n.startswith("stride_")}}
+        sig = {n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else
+               "fp32" if n == "qk_scale" else "i32" for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+                 if n.endswith("_ptr") or n.startswith("stride_")}
         r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
         out.append(dict(name=name, d=d, maxnreg=maxnreg, bm=bm, bn=bn, warps=warps, **r))
-print(json.dumps(out))
 """
 
 
@@ -287,16 +281,7 @@ def test_offline_sm90_build():
     product of S = Q K^T and O += P V one FFMA, and shared memory as designed (Q^T, K^T, V, P^T,
     single buffers). In a fresh process without the interpreter: once Triton's interpreter has run
     a kernel, building a compiled one in the same process fails."""
-    import json
-    import os
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    code = _BUILD.format(root=str(root), tools=str(root / "tools"))
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    builds = json.loads(done.stdout.strip().splitlines()[-1])
+    builds = offline_builds(_BUILD)
     assert len(builds) == len(af.CANDIDATES) * len(af.HEAD_DIMS)
     for r in builds:
         where = f"{r['name']} d{r['d']}"

@@ -5,8 +5,6 @@ on fresh, irregular inputs into poisoned outputs on a GPU (`gpu` set: Gluon has 
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +12,8 @@ import torch
 from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
 from vitbench.numerics import poisoned, rel_err
+
+from offline_build import offline_builds
 
 matmul_mod = importlib.import_module("vitbench.kernels.matmul")
 fma_mod = importlib.import_module("vitbench.kernels.matmul_fma")
@@ -182,23 +182,17 @@ def test_user_errors_still_raise_with_the_setting_on(monkeypatch):
 
 
 _BUILD = """
-import json, sys
-sys.path[:0] = [{root!r}, {tools!r}]
-import _sm90
-from triton.experimental.gluon._runtime import GluonASTSource
 from vitbench.kernels import matmul_fma as fm
 fn = fm._fma_gemm_kernel
-out = []
 for name, (bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg) in fm.CANDIDATES.items():
     for epilogue, code in fm.EPILOGUES.items():
         consts = dict(HAS_BIAS=True, EPILOGUE=code, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPT_M=spt_m,
                       SPT_N=spt_n, TPW_M=tpw_m, WPC_M=wpc_m, GROUP=fm.GROUP_M, num_warps=warps)
-        sig = {{n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32" for n in fn.arg_names}}
-        attrs = {{(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
-                 if n.endswith("_ptr") or n in ("N", "K") or n.startswith("stride_")}}
+        sig = {n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32" for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+                 if n.endswith("_ptr") or n in ("N", "K") or n.startswith("stride_")}
         r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
         out.append(dict(name=name, epilogue=epilogue, maxnreg=maxnreg, bk=bk, bm=bm, bn=bn, **r))
-print(json.dumps(out))
 """
 
 
@@ -209,16 +203,7 @@ def test_offline_sm90_build():
     programs per SM for the capped one), spills only where capped, the main loop's 64 FFMA per k,
     and shared memory as designed. In a fresh process without the interpreter: once Triton's
     interpreter has run a kernel, building a compiled one in the same process fails."""
-    import json
-    import os
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    code = _BUILD.format(root=str(root), tools=str(root / "tools"))
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    builds = json.loads(done.stdout.strip().splitlines()[-1])
+    builds = offline_builds(_BUILD)
     assert len(builds) == len(fma_mod.CANDIDATES) * len(fma_mod.EPILOGUES)
     for r in builds:
         where = f"{r['name']} {r['epilogue']}"
