@@ -6,6 +6,8 @@ that module's docstring; docs/performance.md, step 17): out = epi(A @ W^T + bias
                                                # config and epilogue; vitbench's Triton fp32 "ieee"
                                                # kernel alongside
     python tools/fma_gemm_probe.py [--batch 32 256] [--config c128x128k8 ...]   # GPU: check, then time
+    python tools/fma_gemm_probe.py --split [--batch 1 8]   # also the split-K configs
+                                               # (kernels/matmul_fma_splitk.py), batches 1 and 8
 
 GPU mode: every config is first checked at irregular sizes (row / column / K tails) with each
 epilogue, then per ViT-B/16 GEMM (M = 197 * batch; QKV plain, out-projection and FC2 + residual,
@@ -15,7 +17,13 @@ exceeds 1e-5 (or is not finite) anywhere is marked FAIL and not timed. Timings:
 triton.testing.do_bench medians (L2 flushed before each call), ms, TFLOP/s and speed relative to
 torch (cuBLAS F.linear with TF32 off, then the epilogue as torch ops, as HF runs it), with
 vitbench's matmul(precision="ieee") as it routes the call (VITBENCH_FMA decides whether this
-kernel is among its candidates; the first call times them, --no-vitbench skips it).
+kernel is among its candidates, VITBENCH_FMA_SPLIT_K whether its split-K configs are; the first
+call times them, --no-vitbench skips it).
+--split adds kernels/matmul_fma_splitk.py's configs: each base of its BASES with every SPLIT of its
+SPLITS (named like c128x128k8r128s4), checked at the irregular sizes and timed per ViT GEMM where
+that SPLIT is exact for K (K_SHARE rounding drops no share); those that its `candidates` proposes
+for the shape (what vitbench times with VITBENCH_FMA_SPLIT_K=1) are starred. --compile builds
+the split kernel (pass 1) of each base too.
 First run (2026-11-28, H100, plain GEMMs, `results/h100/fma_gemm_probe-20261128-ea55a72.txt`):
 128x128x8 0.85-1.04x cuBLAS, 1.8-2.0x the Triton kernel.
 """
@@ -41,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vitbench.kernels import matmul_fma as mf  # noqa: E402
+from vitbench.kernels import matmul_fma_splitk as fsk  # noqa: E402
 
 # name -> a matmul_fma config (BM, BN, BK, SPT_M, SPT_N, TPW_M, WPC_M, num_warps, maxnreg): the
 # ones the package times per shape, one more measured on 2026-11-28 (20-25% slower on every ViT
@@ -55,13 +64,25 @@ CONFIGS["c128x128k16"] = (128, 128, 16, 4, 4, 4, 4, 8, None)
 CONFIGS["c64x128k16r128"] = (64, 128, 16, 4, 4, 4, 2, 4, 128)
 CONFIGS["c128x64k16r128"] = (128, 64, 16, 4, 4, 4, 4, 4, 128)
 CONFIGS["c64x64k16w2"] = (64, 64, 16, 4, 4, 4, 2, 2, None)
+# name -> a matmul_fma_splitk.FmaSplit (--split): every base config with every SPLIT
+SPLIT_CONFIGS = {f"{_short(mf.CANDIDATES[b])}s{s}": fsk.FmaSplit(b, s) for b in fsk.BASES for s in fsk.SPLITS}
 # ViT-B/16 linear layers: name -> (N, K, epilogue); M = batch * 197
 SHAPES = {"qkv": (2304, 768, "none"), "proj": (768, 768, "residual"), "fc1": (3072, 768, "gelu"),
           "fc2": (768, 3072, "residual")}
 
 
 def fma_linear(a, w, bias, config: str, epilogue: str = "none", residual=None, out=None):
+    if config in SPLIT_CONFIGS:
+        return fsk.matmul_fma_splitk(a, w, bias, config=SPLIT_CONFIGS[config], epilogue=epilogue,
+                                     residual=residual, out=out)
     return mf.matmul_fma(a, w, bias, epilogue=epilogue, residual=residual, out=out, config=CONFIGS[config])
+
+
+def exact_split(config: str, K: int) -> bool:
+    """Whether `config` runs as named at this K: an unsplit config, or a split one whose SPLIT
+    K_SHARE's rounding to whole loop trips keeps (else it is a smaller SPLIT's duplicate)."""
+    c = SPLIT_CONFIGS.get(config)
+    return c is None or c.plan(K)[1] == c.split
 
 
 # --------------------------------------------------------------------------- offline build (--compile)
@@ -138,6 +159,27 @@ def compile_all(configs: list[str], triton_ref: bool) -> int:
                 bad += 1
                 continue
             bad += not _row(label, r, ops, 32 * warps)
+    fn = fsk._fma_splitk_kernel  # pass 1 of the split-K, for each of its bases selected
+    names = fn.arg_names
+    for base in fsk.BASES:
+        bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg = mf.CANDIDATES[base]
+        if _short(mf.CANDIDATES[base]) not in configs:
+            continue
+        consts = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPT_M=spt_m, SPT_N=spt_n, TPW_M=tpw_m, WPC_M=wpc_m,
+                      GROUP=mf.GROUP_M, num_warps=warps)
+        sig = {n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32" for n in names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
+                 if n.endswith("_ptr") or n in ("N", "K", "k_share") or n.startswith("stride_")}
+        label = f"{_short(mf.CANDIDATES[base])} split-K w{warps}"
+        try:
+            r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
+            ops = sass_counts(GluonASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), warps, 1,
+                              maxnreg)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            print(f"{label:<30} FAILED {type(exc).__name__}: {str(exc)[:800]}")
+            bad += 1
+            continue
+        bad += not _row(label, r, ops, 32 * warps)
     if triton_ref:  # vitbench's Triton kernel (tl.dot, input_precision "ieee"), fp32, bias, no epilogue
         import importlib
 
@@ -234,8 +276,10 @@ def gpu_main(args) -> int:
     from vitbench.kernels.matmul import matmul as vb_matmul
 
     print(f"GPU {torch.cuda.get_device_name()}  torch {torch.__version__}  triton {triton.__version__}  "
-          f"CUDA {torch.version.cuda}  {mf.FMA_ENV}={os.environ.get(mf.FMA_ENV, '')!r}")
-    configs = list(args.config)
+          f"CUDA {torch.version.cuda}  {mf.FMA_ENV}={os.environ.get(mf.FMA_ENV, '')!r}  "
+          f"{fsk.SPLIT_K_ENV}={os.environ.get(fsk.SPLIT_K_ENV, '')!r}")
+    configs = list(args.config) + (list(SPLIT_CONFIGS) if args.split else [])
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
     alive = set(configs)
     print("correctness at irregular shapes (rel. Frobenius error vs float64; torch fp32 alongside):")
     for i, (M, N, K) in enumerate(CHECK_SHAPES):
@@ -244,12 +288,14 @@ def gpu_main(args) -> int:
             line = " ".join(f"{c}={res[c][1]:.1e}{'' if res[c][2] else ' FAIL'}" for c in configs)
             print(f"  {M}x{N}x{K} {epilogue:<8}: torch={res['torch'][1]:.1e} {line}", flush=True)
             alive -= {c for c in configs if not res[c][2]}
-    print(f"\n{'shape':<30} {'kernel':<14} {'max abs':>8} {'rel frob':>8} {'ms':>8} {'TFLOP/s':>7} {'/torch':>7}")
+    print(f"\n{'shape':<30} {'kernel':<20} {'max abs':>8} {'rel frob':>8} {'ms':>8} {'TFLOP/s':>7} {'/torch':>7}")
     for batch in args.batch:
         M = batch * 197
         for si, (shape, (N, K, epilogue)) in enumerate(SHAPES.items()):
             a, w, b, r, ref = inputs(M, N, K, epilogue, 1000 * batch + si)
-            res = check(M, N, K, epilogue, configs, a, w, b, r, ref)
+            here = [c for c in configs if exact_split(c, K)]
+            proposed = {c.name for c in fsk.candidates(M, N, K, sms)}
+            res = check(M, N, K, epilogue, here, a, w, b, r, ref)
             flops = 2 * M * N * K
             tag = f"b{batch} {shape}+{epilogue} {M}x{N}x{K}"
 
@@ -264,15 +310,16 @@ def gpu_main(args) -> int:
                 torch.cuda.synchronize()
                 rows.append(("vitbench", errors(vb_out, ref) + (True,), bench(lambda: vb_matmul(a, w, b, **kw))))
             out = torch.empty(M, N, device=DEVICE)
-            for cfg in configs:
+            for cfg in here:
                 e = res[cfg]
                 ok = e[2] and cfg in alive
                 t = bench(lambda: fma_linear(a, w, b, cfg, epilogue, r, out=out)) if ok else None
-                rows.append((cfg, e, t))
+                star = "*" if cfg in SPLIT_CONFIGS and SPLIT_CONFIGS[cfg].name in proposed else ""
+                rows.append((cfg + star, e, t))
             for name, (mx, rel, ok), t in rows:
                 timing = (f"{t:>8.4f} {flops / t * 1e-9:>7.2f} {t_ref / t:>7.3f}" if t is not None
                           else f"{'FAIL':>8}")
-                print(f"{tag:<30} {name:<14} {mx:>8.1e} {rel:>8.1e} {timing}", flush=True)
+                print(f"{tag:<30} {name:<20} {mx:>8.1e} {rel:>8.1e} {timing}", flush=True)
     if not args.no_vitbench:
         print("\nvitbench's choices:")
         for key, pick in _dispatch.choices().items():
@@ -284,12 +331,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compile", action="store_true", help="offline sm_90 build only (no GPU needed)")
     p.add_argument("--config", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    p.add_argument("--batch", nargs="+", type=int, default=[32], help="ViT-B/16 batch sizes (M = 197 * batch)")
+    p.add_argument("--batch", nargs="+", type=int, default=None,
+                   help="ViT-B/16 batch sizes (M = 197 * batch); default 32, with --split 1 and 8")
+    p.add_argument("--split", action="store_true",
+                   help="also check and time kernels/matmul_fma_splitk.py's configs (every SPLIT of each base)")
     p.add_argument("--no-vitbench", action="store_true", help="skip vitbench's matmul (its first-call timing)")
     p.add_argument("--no-triton-ref", action="store_true", help="--compile: skip vitbench's Triton kernel")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup (ms)")
     p.add_argument("--rep", type=int, default=100, help="do_bench repetition time (ms)")
     args = p.parse_args()
+    if args.batch is None:
+        args.batch = [1, 8] if args.split else [32]
     if args.compile:
         return compile_all(args.config, not args.no_triton_ref)
     return gpu_main(args)

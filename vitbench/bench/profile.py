@@ -65,6 +65,13 @@ def _cost_matmul_splitk(a, w, bias=None, *, config, residual=None, **_) -> tuple
     return flops, nbytes + 8 * config.split * (a.numel() // a.shape[-1]) * w.shape[0]
 
 
+def _cost_matmul_fma_splitk(a, w, bias=None, *, config, residual=None, **_) -> tuple[int, int]:
+    # likewise: the GEMM's cost plus the workspace of its shares (kernels/matmul_fma_splitk.py)
+    flops, nbytes = _cost_matmul(a, w, bias, residual=residual)
+    shares = config.plan(a.shape[-1])[1]
+    return flops, nbytes + 8 * shares * (a.numel() // a.shape[-1]) * w.shape[0]
+
+
 def _cost_attention(q, k, v, **_) -> tuple[int, int]:
     B, H, T, d = q.shape  # self-attention: T_q = T_k in the ViT
     return attention_cost(B, H, T, d, _size(q))
@@ -117,18 +124,21 @@ LAUNCHERS: dict[str, tuple[str, Callable[..., tuple[int, int]]]] = {
     "matmul_splitk": ("_splitk_partial_kernel", _cost_matmul_splitk),  # both passes' cost, on pass 1
     "matmul_gluon": ("_gemm_ws_kernel", _cost_matmul),
     "matmul_fma": ("_fma_gemm_kernel", _cost_matmul),
+    # pass 1 (Gluon) with both passes' cost; pass 2 is matmul_splitk's _splitk_sum_kernel
+    "matmul_fma_splitk": ("_fma_splitk_kernel", _cost_matmul_fma_splitk),
     "attention_fma": ("_fma_attn_kernel", _cost_attention),
 }
 KERNEL_NAMES = sorted({k for k, _ in LAUNCHERS.values()})
 # Launchers another launcher calls instead of launching its own kernel, -> their module: matmul()
-# sends each GEMM to matmul_tma(), matmul_gluon(), matmul_fma() or _matmul_pointer(), once, or twice when it
-# splits the rows (kernels/_rowsplit.py), the second time maybe to matmul_splitk(); attention()
-# sends exact fp32 calls to attention_fma() where that timed faster. Wrapped in
-# their own module too, so each launch counts as the kernel that really ran, with its own rows'
-# cost (the outer launcher records nothing when a nested one did).
+# sends each GEMM to matmul_tma(), matmul_gluon(), matmul_fma(), matmul_fma_splitk() or
+# _matmul_pointer(), once, or twice when it splits the rows (kernels/_rowsplit.py), the second
+# time maybe to matmul_splitk(); attention() sends exact fp32 calls to attention_fma() where that
+# timed faster. Wrapped in their own module too, so each launch counts as the kernel that really
+# ran, with its own rows' cost (the outer launcher records nothing when a nested one did).
 NESTED = {"matmul_tma": "vitbench.kernels.matmul_tma", "_matmul_pointer": "vitbench.kernels.matmul",
           "matmul_splitk": "vitbench.kernels.matmul_splitk", "matmul_gluon": "vitbench.kernels.matmul_gluon",
-          "matmul_fma": "vitbench.kernels.matmul_fma", "attention_fma": "vitbench.kernels.attention_fma"}
+          "matmul_fma": "vitbench.kernels.matmul_fma", "matmul_fma_splitk": "vitbench.kernels.matmul_fma_splitk",
+          "attention_fma": "vitbench.kernels.attention_fma"}
 
 
 @dataclass

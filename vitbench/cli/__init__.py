@@ -45,6 +45,7 @@ def _root() -> None:
     importlib.import_module("vitbench.kernels.matmul_splitk").two_pass_setting()
     importlib.import_module("vitbench.kernels.matmul_gluon").gluon_setting()
     importlib.import_module("vitbench.kernels.matmul_fma").fma_setting()
+    importlib.import_module("vitbench.kernels.matmul_fma_splitk").fma_split_k_setting()
     pdl = importlib.import_module("vitbench.kernels._pdl")
     pdl.pdl_setting()  # likewise
     pdl.check_device()

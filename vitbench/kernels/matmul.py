@@ -397,13 +397,18 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
 
 def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
     """Exact fp32 (VITBENCH_FMA=1, VITBENCH_MATMUL=auto): "pointer" or a config name of
-    matmul_fma.CANDIDATES (the CUDA-core Gluon GEMM), whichever timed faster for this shape.
-    `out` is given (checked_args made it)."""
-    from vitbench.kernels import _dispatch, matmul_fma
+    matmul_fma.CANDIDATES (the CUDA-core Gluon GEMM), whichever timed faster for this shape; with
+    VITBENCH_FMA_SPLIT_K=1 also the split-K configs that matmul_fma_splitk.candidates proposes for
+    it (names of matmul_fma_splitk.CANDIDATES), the choice then cached apart from the one made
+    without them. `out` is given (checked_args made it)."""
+    from vitbench.kernels import _dispatch, matmul_fma, matmul_fma_splitk
 
+    split_k = matmul_fma_splitk.fma_split_k_setting()  # a bad value raises here, before any timing
     if a.numel() == 0 or not matmul_fma.fma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
         return "pointer"
     key, inplace = _choice_key(a, w, bias, epilogue, residual, out)  # the dtype keeps it from _route's
+    if split_k:
+        key = (*key, "fma-split-k")
     hit = _dispatch.lookup(key)
     if hit is not None:
         return hit
@@ -415,6 +420,11 @@ def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
     for name, cfg in matmul_fma.CANDIDATES.items():
         candidates[name] = (lambda cfg=cfg: matmul_fma.matmul_fma(
             a, w, bias, epilogue=epilogue, residual=res, out=scratch, config=cfg))
+    if split_k:
+        K, N = a.shape[-1], w.shape[0]
+        for c in matmul_fma_splitk.candidates(a.numel() // K, N, K, _common._sm_count(a.device.index or 0)):
+            candidates[c.name] = (lambda c=c: matmul_fma_splitk.matmul_fma_splitk(
+                a, w, bias, config=c, epilogue=epilogue, residual=res, out=scratch))
     return _dispatch.fastest(key, candidates)
 
 
@@ -506,9 +516,15 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
         if matmul_fma.fma_setting():  # a bad VITBENCH_FMA raises here, before any timing
             a, w, bias, residual, out, *_ = checked_args(a, w, bias, epilogue, residual, precision, out)
             fp32_route = _route_fp32(a, w, bias, epilogue, residual, out)
-            if fp32_route != "pointer":
+            if fp32_route in matmul_fma.CANDIDATES:
                 return matmul_fma.matmul_fma(a, w, bias, epilogue=epilogue, residual=residual, out=out,
                                              config=matmul_fma.CANDIDATES[fp32_route])
+            if fp32_route != "pointer":  # a split-K config (VITBENCH_FMA_SPLIT_K=1)
+                from vitbench.kernels import matmul_fma_splitk
+
+                return matmul_fma_splitk.matmul_fma_splitk(
+                    a, w, bias, config=matmul_fma_splitk.CANDIDATES[fp32_route], epilogue=epilogue,
+                    residual=residual, out=out)
     route = "pointer"
     if precision in PRECISIONS and isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16):
         route = _route(a, w, bias, epilogue, residual, out, ln, row_stats)

@@ -24,7 +24,10 @@ Eligibility (`fma_eligible`): CUDA (not the interpreter: Gluon has none), fp32 o
 (3-D ones that flatten without a copy) with unit column stride, bias contiguous.
 `vitbench.kernels.matmul` times it against the pointer kernel per shape for fp32 "ieee" calls
 unless VITBENCH_FMA=0. On an H200 (2026-11-28) it made the ViT-B/16 fp32 "ieee" forward 1.07x
-(batch 1) to 1.56x (batch 256) faster than the pointer kernel alone.
+(batch 1) to 1.56x (batch 256) faster than the pointer kernel alone. With VITBENCH_FMA_SPLIT_K=1
+its split-K is timed too (kernels/matmul_fma_splitk.py: the same tile loop, `_fma_tile`, over
+shares of K, for shapes of few output tiles; `_fma_gemm_kernel` builds to the same SASS as before
+that loop became a function, offline sm_90 with triton 3.6 and 3.9).
 """
 
 from __future__ import annotations
@@ -117,23 +120,23 @@ if AVAILABLE:
         return acc
 
     @gluon.jit
-    def _fma_gemm_kernel(a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, M, N, K,
-                         stride_am, stride_wn, stride_rm, stride_om,
-                         HAS_BIAS: gl.constexpr, EPILOGUE: gl.constexpr,
-                         BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr,
-                         SPT_M: gl.constexpr, SPT_N: gl.constexpr, TPW_M: gl.constexpr,
-                         WPC_M: gl.constexpr, GROUP: gl.constexpr, num_warps: gl.constexpr):
+    def _fma_tile(a_ptr, w_ptr, M, N, K, stride_am, stride_wn, pid,
+                  BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr,
+                  SPT_M: gl.constexpr, SPT_N: gl.constexpr, TPW_M: gl.constexpr,
+                  WPC_M: gl.constexpr, GROUP: gl.constexpr, NUM_WARPS: gl.constexpr):
+        # Program `pid`'s output tile in grouped order: (fp32 accumulator of A[:, :K] @ W[:, :K]^T
+        # over its rows and columns, pid_m, pid_n). A split-K share passes its K range's start
+        # in the pointers and its length as K (kernels/matmul_fma_splitk.py).
         acc_l: gl.constexpr = gl.BlockedLayout([SPT_M, SPT_N], [TPW_M, 32 // TPW_M],
-                                               [WPC_M, num_warps // WPC_M], [1, 0])
+                                               [WPC_M, NUM_WARPS // WPC_M], [1, 0])
         # global tile loads [rows, BLOCK_K]: 4 consecutive k (16 bytes) per load; each thread's
         # rows are consecutive (stored transposed, they become 8- or 16-byte shared stores)
-        ld_a: gl.constexpr = gl.BlockedLayout([BLOCK_M * BLOCK_K // (128 * num_warps), 4],
-                                              [32 // (BLOCK_K // 4), BLOCK_K // 4], [num_warps, 1], [1, 0])
-        ld_w: gl.constexpr = gl.BlockedLayout([BLOCK_N * BLOCK_K // (128 * num_warps), 4],
-                                              [32 // (BLOCK_K // 4), BLOCK_K // 4], [num_warps, 1], [1, 0])
+        ld_a: gl.constexpr = gl.BlockedLayout([BLOCK_M * BLOCK_K // (128 * NUM_WARPS), 4],
+                                              [32 // (BLOCK_K // 4), BLOCK_K // 4], [NUM_WARPS, 1], [1, 0])
+        ld_w: gl.constexpr = gl.BlockedLayout([BLOCK_N * BLOCK_K // (128 * NUM_WARPS), 4],
+                                              [32 // (BLOCK_K // 4), BLOCK_K // 4], [NUM_WARPS, 1], [1, 0])
         smem_l: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
-        pid = gl.program_id(0)
         num_pid_m = gl.cdiv(M, BLOCK_M)
         num_pid_n = gl.cdiv(N, BLOCK_N)
         in_group = GROUP * num_pid_n
@@ -169,7 +172,19 @@ if AVAILABLE:
             w_ptrs += BLOCK_K
             acc = _k_step(acc, a_s1, w_s1, a_s0, w_s0, a_ptrs, w_ptrs, offs_ka, offs_kw,
                           K - k0 - 2 * BLOCK_K, BLOCK_K)
+        return acc, pid_m, pid_n
 
+    @gluon.jit
+    def _fma_gemm_kernel(a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, M, N, K,
+                         stride_am, stride_wn, stride_rm, stride_om,
+                         HAS_BIAS: gl.constexpr, EPILOGUE: gl.constexpr,
+                         BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr,
+                         SPT_M: gl.constexpr, SPT_N: gl.constexpr, TPW_M: gl.constexpr,
+                         WPC_M: gl.constexpr, GROUP: gl.constexpr, num_warps: gl.constexpr):
+        acc, pid_m, pid_n = _fma_tile(a_ptr, w_ptr, M, N, K, stride_am, stride_wn, gl.program_id(0),
+                                      BLOCK_M, BLOCK_N, BLOCK_K, SPT_M, SPT_N, TPW_M, WPC_M, GROUP,
+                                      num_warps)
+        acc_l: gl.constexpr = acc.type.layout
         om = pid_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, acc_l))
         on = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_l))
         mask = (gl.expand_dims(om, 1) < M) & (gl.expand_dims(on, 0) < N)
