@@ -38,7 +38,8 @@
 #                          and time per launch, SM clocks and power-cap share (batch B, default 256)
 #                          (env PROBE_ARGS: more arguments, e.g. "--only gluon --gap-ms 50")
 #   fma[:B.B]              tools/fma_gemm_probe.py: the Gluon CUDA-core fp32 GEMM checked, then timed
-#                          against cuBLAS fp32 and vitbench's ieee GEMM (batches B, default 32)
+#                          against cuBLAS fp32 and vitbench's ieee GEMM (batches B, default 32;
+#                          env PROBE_ARGS: more arguments, e.g. set:PROBE_ARGS=--split)
 #   fmaattn[:B.B]          tools/fma_attention_probe.py: a Gluon CUDA-core fp32 flash attention checked,
 #                          then timed against SDPA fp32 and vitbench's attention (batches B, default 32.256)
 # Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
@@ -155,7 +156,7 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
     energy)
       timeout "$(lim)" python3 tools/energy_probe.py --batch "${arg:-256}" ${PROBE_ARGS:-} 2>&1 | tee "$dir/probe.txt" | sed "s/^/[energy] /" ;;
     fma)
-      timeout "$(lim)" python3 tools/fma_gemm_probe.py --batch $(echo "${arg:-32}" | tr . " ") 2>&1 \
+      timeout "$(lim)" python3 tools/fma_gemm_probe.py --batch $(echo "${arg:-32}" | tr . " ") ${PROBE_ARGS:-} 2>&1 \
         | tee "$dir/probe.txt" | sed "s/^/[fma] /" ;;
     fmaattn)
       timeout "$(lim)" python3 tools/fma_attention_probe.py --batch $(echo "${arg:-32.256}" | tr . " ") 2>&1 \
