@@ -79,7 +79,9 @@ def test_interpreter_is_selected_before_kernels_without_gpu():
                                         ("VITBENCH_ATTN_TAIL", "off"),
                                         ("VITBENCH_TAIL_SPLIT", "yes"),
                                         ("VITBENCH_ROW_SPLIT", "on"),
-                                        ("VITBENCH_FAST_GELU", "yes")])
+                                        ("VITBENCH_FAST_GELU", "yes"),
+                                        ("VITBENCH_FMA", "2"),
+                                        ("VITBENCH_FMA_SPLIT_K", "on")])
 def test_bad_setting_is_one_line_before_any_work(name, value):
     env = {**os.environ, name: value}
     proc = subprocess.run([sys.executable, "-m", "vitbench", "env"], capture_output=True, text=True,
@@ -87,6 +89,28 @@ def test_bad_setting_is_one_line_before_any_work(name, value):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{name}='{value}'" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("module,setting,name,default", [
+    ("vitbench.kernels.matmul_fma", "fma_setting", "VITBENCH_FMA", True),  # ran on a GPU
+    ("vitbench.kernels.matmul_fma_splitk", "fma_split_k_setting", "VITBENCH_FMA_SPLIT_K", False),  # not yet
+])
+def test_on_off_settings(monkeypatch, module, setting, name, default):
+    """An on/off switch: its default when unset, 0 and 1, and any other value a user error that
+    names the variable and the value."""
+    import importlib
+
+    from vitbench.errors import VitbenchError
+
+    read = getattr(importlib.import_module(module), setting)
+    monkeypatch.delenv(name, raising=False)
+    assert read() is default
+    for value, want in (("0", False), ("1", True)):
+        monkeypatch.setenv(name, value)
+        assert read() is want
+    monkeypatch.setenv(name, "on")
+    with pytest.raises(VitbenchError, match=f"{name}='on'"):
+        read()
 
 
 def _fake_gpu(monkeypatch, **props):

@@ -40,29 +40,6 @@ def ref(a, w, b, epilogue, r):
     return y + r.double() if epilogue == "residual" else y
 
 
-def test_setting(monkeypatch):
-    monkeypatch.delenv("VITBENCH_FMA", raising=False)
-    assert fma_mod.fma_setting() is True  # on by default: it ran on a GPU, epilogues included
-    monkeypatch.setenv("VITBENCH_FMA", "0")
-    assert fma_mod.fma_setting() is False
-    monkeypatch.setenv("VITBENCH_FMA", "1")
-    assert fma_mod.fma_setting() is True
-    monkeypatch.setenv("VITBENCH_FMA", "on")
-    with pytest.raises(VitbenchError, match="VITBENCH_FMA='on'"):
-        fma_mod.fma_setting()
-
-
-def test_cli_rejects_a_bad_setting(monkeypatch):
-    from typer.testing import CliRunner
-
-    from vitbench.cli import app
-
-    monkeypatch.setenv("VITBENCH_FMA", "2")
-    res = CliRunner().invoke(app, ["env"])
-    assert res.exit_code != 0 and isinstance(res.exception, VitbenchError)
-    assert "VITBENCH_FMA='2'" in str(res.exception)
-
-
 def test_configs_are_consistent():
     assert len(fma_mod.CANDIDATES) == len(fma_mod.CONFIGS) == len(set(fma_mod.CANDIDATES))
     for bm, bn, bk, spt_m, spt_n, tpw_m, wpc_m, warps, maxnreg in fma_mod.CONFIGS:

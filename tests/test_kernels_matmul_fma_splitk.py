@@ -33,29 +33,6 @@ VIT = {"qkv": (2304, 768), "proj": (768, 768), "fc1": (3072, 768), "fc2": (768, 
 R128, W2 = "fma-128x128x8-w8-r128", "fma-64x64x8-w2"
 
 
-def test_setting(monkeypatch):
-    monkeypatch.delenv("VITBENCH_FMA_SPLIT_K", raising=False)
-    assert fs.fma_split_k_setting() is False  # off until it has run on a GPU
-    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "0")
-    assert fs.fma_split_k_setting() is False
-    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "1")
-    assert fs.fma_split_k_setting() is True
-    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "on")
-    with pytest.raises(VitbenchError, match="VITBENCH_FMA_SPLIT_K='on'"):
-        fs.fma_split_k_setting()
-
-
-def test_cli_rejects_a_bad_setting(monkeypatch):
-    from typer.testing import CliRunner
-
-    from vitbench.cli import app
-
-    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "2")
-    res = CliRunner().invoke(app, ["env"])
-    assert res.exit_code != 0 and isinstance(res.exception, VitbenchError)
-    assert "VITBENCH_FMA_SPLIT_K='2'" in str(res.exception)
-
-
 def test_a_bad_setting_raises_from_an_exact_fp32_matmul(monkeypatch):
     monkeypatch.setenv("VITBENCH_FMA", "1")
     monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "yes")

@@ -130,11 +130,24 @@ def _row(label: str, r: dict, ops: collections.Counter, threads: int) -> bool:
     return ok
 
 
+def _build_row(label: str, fn, sig: dict, consts: dict, attrs: dict, warps: int, maxnreg) -> bool:
+    """Build one Gluon kernel for sm_90 and print its row; False if it failed or spilled."""
+    import _sm90
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    try:
+        r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
+        ops = sass_counts(GluonASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), warps, 1, maxnreg)
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        print(f"{label:<30} FAILED {type(exc).__name__}: {str(exc)[:800]}")
+        return False
+    return _row(label, r, ops, 32 * warps)
+
+
 def compile_all(configs: list[str], triton_ref: bool) -> int:
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import _sm90
     from triton.compiler import ASTSource
-    from triton.experimental.gluon._runtime import GluonASTSource
 
     bad = 0
     print(f"{'config':<30} regs spill st/ld  smem CTA/SM   FFMA   LDS FFMA/LDS  STS  LDG bar  LDS by width")
@@ -149,16 +162,7 @@ def compile_all(configs: list[str], triton_ref: bool) -> int:
             # as the GPU launch specialises them at ViT shapes: 16-byte aligned pointers, N, K, strides
             attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
                      if n.endswith("_ptr") or n in ("N", "K") or n.startswith("stride_")}
-            label = f"{name} {epilogue} w{warps}"
-            try:
-                r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
-                ops = sass_counts(GluonASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), warps, 1,
-                                  maxnreg)
-            except Exception as exc:  # noqa: BLE001 - report and go on
-                print(f"{label:<30} FAILED {type(exc).__name__}: {str(exc)[:800]}")
-                bad += 1
-                continue
-            bad += not _row(label, r, ops, 32 * warps)
+            bad += not _build_row(f"{name} {epilogue} w{warps}", fn, sig, consts, attrs, warps, maxnreg)
     fn = fsk._fma_splitk_kernel  # pass 1 of the split-K, for each of its bases selected
     names = fn.arg_names
     for base in fsk.BASES:
@@ -170,16 +174,8 @@ def compile_all(configs: list[str], triton_ref: bool) -> int:
         sig = {n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32" for n in names}
         attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
                  if n.endswith("_ptr") or n in ("N", "K", "k_share") or n.startswith("stride_")}
-        label = f"{_short(mf.CANDIDATES[base])} split-K w{warps}"
-        try:
-            r = _sm90.build(fn, sig, consts, attrs, warps, 1, source=GluonASTSource, maxnreg=maxnreg)
-            ops = sass_counts(GluonASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), warps, 1,
+        bad += not _build_row(f"{_short(mf.CANDIDATES[base])} split-K w{warps}", fn, sig, consts, attrs, warps,
                               maxnreg)
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            print(f"{label:<30} FAILED {type(exc).__name__}: {str(exc)[:800]}")
-            bad += 1
-            continue
-        bad += not _row(label, r, ops, 32 * warps)
     if triton_ref:  # vitbench's Triton kernel (tl.dot, input_precision "ieee"), fp32, bias, no epilogue
         import importlib
 
