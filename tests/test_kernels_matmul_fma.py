@@ -13,6 +13,7 @@ from vitbench._backend import DEVICE
 from vitbench.errors import VitbenchError
 from vitbench.numerics import poisoned, rel_err
 
+from gpu_vit import vit_b16_fp32
 from offline_build import offline_builds
 
 matmul_mod = importlib.import_module("vitbench.kernels.matmul")
@@ -300,22 +301,9 @@ def test_gpu_vit_b16_fp32_forward_with_the_fma_gemm(monkeypatch):
     somewhere, and the logits are within the model's fp32 gate (1e-4) of HF in float64 and
     close to the forward without it."""
     _need_gpu()
-    from vitbench.model import checkpoints
-    from vitbench.model.configs import hf_config
     from vitbench.model.graphs import GraphRunner
-    from vitbench.model.modules import TritonViT
 
-    ckpt = checkpoints.random_weights(hf_config("vit-base-patch16-224"))
-    hf = checkpoints.hf_model(ckpt, device="cuda", dtype=torch.float64, attn_implementation="eager")
-    x = torch.rand(4, 3, 224, 224, device="cuda") * 2 - 1
-    with torch.inference_mode():
-        want = hf(pixel_values=x.double()).logits
-    del hf
-    tri = TritonViT(ckpt.spec, ckpt.local).to(device="cuda")
-
-    def forward(px):
-        with torch.inference_mode():
-            return tri(px, logits_only=True)
+    forward, x, want = vit_b16_fp32(4)
 
     logits, picks = {}, []
     monkeypatch.setattr(matmul_mod, "MODE", "auto")  # the GPU test run sets VITBENCH_MATMUL=pointer
