@@ -203,12 +203,19 @@ def _need_gpu():
 @pytest.mark.parametrize("epilogue", list(fma_mod.EPILOGUES))
 def test_gpu_fma(M, N, K, epilogue):
     _need_gpu()
-    for name, cfg in fma_mod.CANDIDATES.items():
+    check_launchers(M, N, K, epilogue, {name: (lambda *args, cfg=cfg, **kw: fma_mod.matmul_fma(*args, config=cfg, **kw))
+                                        for name, cfg in fma_mod.CANDIDATES.items()})
+
+
+def check_launchers(M, N, K, epilogue, launchers):
+    """Each launcher(a, w, b, epilogue=, residual=, out=) of `launchers` ({name: launcher}), with
+    and without bias, against float64 into a NaN-poisoned output it must return."""
+    for name, launch in launchers.items():
         for bias in (True, False):
             a, w, b, r = make((M, K), N, epilogue, bias)
             assert fma_mod.fma_eligible(a, w, b, epilogue=epilogue, residual=r)
             out = poisoned((M, N), torch.float32, DEVICE)
-            got = fma_mod.matmul_fma(a, w, b, epilogue=epilogue, residual=r, out=out, config=cfg)
+            got = launch(a, w, b, epilogue=epilogue, residual=r, out=out)
             torch.cuda.synchronize()
             assert got is out
             err = rel_err(out, ref(a, w, b, epilogue, r))

@@ -19,7 +19,7 @@ from vitbench.numerics import poisoned, rel_err
 
 from gpu_vit import vit_b16_fp32
 from offline_build import offline_builds
-from test_kernels_matmul_fma import TOL, _gpu_cases, make, ref
+from test_kernels_matmul_fma import TOL, _gpu_cases, _need_gpu, check_launchers, make, ref
 
 matmul_mod = importlib.import_module("vitbench.kernels.matmul")
 fma_mod = importlib.import_module("vitbench.kernels.matmul_fma")
@@ -328,11 +328,6 @@ def test_offline_sm90_build():
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-def _need_gpu():
-    if not fma_mod.fma_eligible(*make((8, 8), 8)[:2]):
-        pytest.skip("needs CUDA and Gluon")
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("M", [1, 197, 333])
 @pytest.mark.parametrize("N", [200, 768])
@@ -343,16 +338,8 @@ def test_gpu_every_split_config(M, N, K, epilogue):
     136 (9 trips of 16: fewer shares than some SPLITs ask for), 770 (rows not 16-byte aligned, a K
     tail), 3072 (FC2's)."""
     _need_gpu()
-    for name, c in fs.CANDIDATES.items():
-        for bias in (True, False):
-            a, w, b, r = make((M, K), N, epilogue, bias)
-            assert fma_mod.fma_eligible(a, w, b, epilogue=epilogue, residual=r)
-            out = poisoned((M, N), torch.float32, DEVICE)
-            got = fs.matmul_fma_splitk(a, w, b, config=c, epilogue=epilogue, residual=r, out=out)
-            torch.cuda.synchronize()
-            assert got is out
-            err = rel_err(out, ref(a, w, b, epilogue, r))
-            assert err < TOL, f"{name} {epilogue} bias={bias} {M}x{N}x{K}: rel err {err}"
+    check_launchers(M, N, K, epilogue, {name: (lambda *args, c=c, **kw: fs.matmul_fma_splitk(*args, config=c, **kw))
+                                        for name, c in fs.CANDIDATES.items()})
 
 
 @pytest.mark.gpu
