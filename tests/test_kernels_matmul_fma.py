@@ -291,13 +291,20 @@ def test_gpu_matmul_routes_to_each_config(monkeypatch, winner):
     monkeypatch.setattr(dispatch, "_median_ms", rigged)
     monkeypatch.setenv("VITBENCH_FMA", "1")
     monkeypatch.setattr(matmul_mod, "MODE", "auto")
+    check_routed_cases(runs, fma_mod.CANDIDATES[winner])
+
+
+def check_routed_cases(runs: list, want) -> None:
+    """Every layout case of _gpu_cases through matmul(), first call (timed) and second (cached):
+    the last launch recorded in `runs` (cleared before each call) ran config `want`, and the
+    result is right."""
     for name, make_kwargs, expect in _gpu_cases():
         for call in ("timed", "cached"):
             kw = make_kwargs()
             runs.clear()
             got = matmul_mod.matmul(kw.pop("a"), kw.pop("w"), kw.pop("bias"), precision="ieee", **kw)
             torch.cuda.synchronize()
-            assert runs and runs[-1] == fma_mod.CANDIDATES[winner], (name, call, runs)
+            assert runs and runs[-1] == want, (name, call, runs)
             assert rel_err(got, expect) < TOL, (name, call, rel_err(got, expect))
 
 

@@ -19,7 +19,7 @@ from vitbench.numerics import poisoned, rel_err
 
 from gpu_vit import vit_b16_fp32
 from offline_build import offline_builds
-from test_kernels_matmul_fma import TOL, _gpu_cases, _need_gpu, check_launchers, make, ref
+from test_kernels_matmul_fma import TOL, _gpu_cases, _need_gpu, check_launchers, check_routed_cases, make, ref
 
 matmul_mod = importlib.import_module("vitbench.kernels.matmul")
 fma_mod = importlib.import_module("vitbench.kernels.matmul_fma")
@@ -389,14 +389,7 @@ def test_gpu_matmul_routes_to_each_split_config(monkeypatch, winner):
     monkeypatch.setenv("VITBENCH_FMA", "1")
     monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "1")
     monkeypatch.setattr(matmul_mod, "MODE", "auto")
-    for name, make_kwargs, expect in _gpu_cases():
-        for call in ("timed", "cached"):
-            kw = make_kwargs()
-            runs.clear()
-            got = matmul_mod.matmul(kw.pop("a"), kw.pop("w"), kw.pop("bias"), precision="ieee", **kw)
-            torch.cuda.synchronize()
-            assert runs and runs[-1] == fs.CANDIDATES[winner], (name, call, runs)
-            assert rel_err(got, expect) < TOL, (name, call, rel_err(got, expect))
+    check_routed_cases(runs, fs.CANDIDATES[winner])
 
 
 @pytest.mark.gpu
