@@ -112,6 +112,7 @@ def test_auto_times_the_fma_configs(monkeypatch, enabled):
         return 1.0 if name == winner else 2.0
 
     monkeypatch.setenv("VITBENCH_FMA", "1" if enabled else "0")
+    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "0")  # its configs: test_kernels_matmul_fma_splitk.py
     monkeypatch.setattr(fma_mod, "fma_eligible", lambda *a, **k: True)
     monkeypatch.setattr(fma_mod, "matmul_fma", fake_fma)
     monkeypatch.setattr(dispatch, "_median_ms", fake_timer)
@@ -290,6 +291,7 @@ def test_gpu_matmul_routes_to_each_config(monkeypatch, winner):
     monkeypatch.setattr(fma_mod, "matmul_fma", counted)
     monkeypatch.setattr(dispatch, "_median_ms", rigged)
     monkeypatch.setenv("VITBENCH_FMA", "1")
+    monkeypatch.setenv("VITBENCH_FMA_SPLIT_K", "0")  # split routing: test_kernels_matmul_fma_splitk.py
     monkeypatch.setattr(matmul_mod, "MODE", "auto")
     check_routed_cases(runs, fma_mod.CANDIDATES[winner])
 

@@ -42,7 +42,7 @@
 #                          env PROBE_ARGS: more arguments, e.g. set:PROBE_ARGS=--split)
 #   fmaattn[:B.B]          tools/fma_attention_probe.py: a Gluon CUDA-core fp32 flash attention checked,
 #                          then timed against SDPA fp32 and vitbench's attention (batches B, default 32.256)
-# Each step writes to results/_scratch/gpu/<step> (git-ignored, kept while the machine stays warm,
+# Each step writes to results/_scratch/gpu/<step>-gpu<N> (git-ignored, kept while the machine stays warm,
 # so --resume continues there in the next call); logs per lane, and logs/smi.csv: every GPU's clocks,
 # power, temperature and throttle reasons each second. At the end results/_scratch/gpu
 # and the logs go to $OUT/results.tgz.
@@ -52,6 +52,9 @@
 #     "0: gemm profile:1+256" "1: model:bf16" "2: model:fp32" "3: tests"
 # Learned on 2026-11-27: the GPU test set needs ~6-8 min of compile+autotune with -n 14; a model
 # sweep of one dtype (5 batches x 4 providers) ~4-5 min (torch.compile ~15-20 s per batch size).
+# 2026-11-28 (H200 host, cold caches): a 16-bit sweep's batches 1 and 8 took ~9 min beside a lane of
+# 6 test workers (the first forward per batch times every GEMM candidate), batches 32-256 5.5 min;
+# fp32 ieee batches 1-8 ~8 min with 4 providers. Split long sweeps with b=... over lanes.
 # Pass VITBENCH_GIT_COMMIT=<hash> so run metadata names the commit (commit first), with the hash
 # written into the command text: a $(git rev-parse HEAD) inside the command runs on the device,
 # whose copy may carry a .git of an older commit under the newer tree (2026-11-27: it said 9b926aa
@@ -63,7 +66,9 @@ if head=$(git rev-parse HEAD 2>/dev/null) && [ "${VITBENCH_GIT_COMMIT:-}" = "$he
     "pass the hash from your checkout. Recorded as $head+modified." >&2
   export VITBENCH_GIT_COMMIT="$head+modified"
 fi
-# The device image lacks pydantic: wheels carried in .whl (see README "Running on the lent GPU").
+# The device image lacks pydantic and plotly: wheels carried in .whl (git-ignored; fetched with
+# `pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
+# -d .whl pydantic pydantic-core annotated-types typing-inspection plotly`, pinned to one version each).
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
@@ -87,7 +92,10 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
   local s=$1 t; t=$(left)
   [ "$t" -gt 20 ] || { echo "skip $s: out of time"; return; }
   IFS=: read -r kind arg flag <<<"$s"
-  local dir="$RES/$(echo "$s" | tr ':+@/,' '-----')"; mkdir -p "$dir"
+  # one directory per step and GPU: two lanes running the same step text (e.g. an A/B whose lanes
+  # differ only by a set:) would otherwise resume each other's run (2026-11-28: lane 0's A/B
+  # baseline refused to resume lane 1's run made under another setting)
+  local dir="$RES/$(echo "$s" | tr ':+@/,' '-----')-gpu${CUDA_VISIBLE_DEVICES:-0}"; mkdir -p "$dir"
   echo "=== $(date -u +%T) GPU $CUDA_VISIBLE_DEVICES: $s (${t}s left)"
   case $kind in
     tests)  # env TEST_FILES: only those files (default: the timer checks, then every file with gpu tests)

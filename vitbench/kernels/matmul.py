@@ -397,8 +397,8 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
 
 def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
     """Exact fp32 (VITBENCH_FMA=1, VITBENCH_MATMUL=auto): "pointer" or a config name of
-    matmul_fma.CANDIDATES (the CUDA-core Gluon GEMM), whichever timed faster for this shape; with
-    VITBENCH_FMA_SPLIT_K=1 also the split-K configs that matmul_fma_splitk.candidates proposes for
+    matmul_fma.CANDIDATES (the CUDA-core Gluon GEMM), whichever timed faster for this shape; unless
+    VITBENCH_FMA_SPLIT_K=0 also the split-K configs that matmul_fma_splitk.candidates proposes for
     it (names of matmul_fma_splitk.CANDIDATES), the choice then cached apart from the one made
     without them. `out` is given (checked_args made it)."""
     from vitbench.kernels import _dispatch, matmul_fma, matmul_fma_splitk
@@ -519,7 +519,7 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
             if fp32_route in matmul_fma.CANDIDATES:
                 return matmul_fma.matmul_fma(a, w, bias, epilogue=epilogue, residual=residual, out=out,
                                              config=matmul_fma.CANDIDATES[fp32_route])
-            if fp32_route != "pointer":  # a split-K config (VITBENCH_FMA_SPLIT_K=1)
+            if fp32_route != "pointer":  # a split-K config (VITBENCH_FMA_SPLIT_K on)
                 from vitbench.kernels import matmul_fma_splitk
 
                 return matmul_fma_splitk.matmul_fma_splitk(

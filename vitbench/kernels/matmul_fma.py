@@ -24,7 +24,7 @@ Eligibility (`fma_eligible`): CUDA (not the interpreter: Gluon has none), fp32 o
 (3-D ones that flatten without a copy) with unit column stride, bias contiguous.
 `vitbench.kernels.matmul` times it against the pointer kernel per shape for fp32 "ieee" calls
 unless VITBENCH_FMA=0. On an H200 (2026-11-28) it made the ViT-B/16 fp32 "ieee" forward 1.07x
-(batch 1) to 1.56x (batch 256) faster than the pointer kernel alone. With VITBENCH_FMA_SPLIT_K=1
+(batch 1) to 1.56x (batch 256) faster than the pointer kernel alone. Unless VITBENCH_FMA_SPLIT_K=0
 its split-K is timed too (kernels/matmul_fma_splitk.py: the same tile loop, `_fma_tile`, over
 shares of K, for shapes of few output tiles; `_fma_gemm_kernel` builds to the same SASS as before
 that loop became a function, offline sm_90 with triton 3.6 and 3.9).
