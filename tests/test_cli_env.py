@@ -81,7 +81,8 @@ def test_interpreter_is_selected_before_kernels_without_gpu():
                                         ("VITBENCH_ROW_SPLIT", "on"),
                                         ("VITBENCH_FAST_GELU", "yes"),
                                         ("VITBENCH_FMA", "2"),
-                                        ("VITBENCH_FMA_SPLIT_K", "on")])
+                                        ("VITBENCH_FMA_SPLIT_K", "on"),
+                                        ("VITBENCH_TF32_TMA", "yes")])
 def test_bad_setting_is_one_line_before_any_work(name, value):
     env = {**os.environ, name: value}
     proc = subprocess.run([sys.executable, "-m", "vitbench", "env"], capture_output=True, text=True,
@@ -94,6 +95,7 @@ def test_bad_setting_is_one_line_before_any_work(name, value):
 @pytest.mark.parametrize("module,setting,name,default", [
     ("vitbench.kernels.matmul_fma", "fma_setting", "VITBENCH_FMA", True),
     ("vitbench.kernels.matmul_fma_splitk", "fma_split_k_setting", "VITBENCH_FMA_SPLIT_K", True),
+    ("vitbench.kernels.matmul_tma", "tf32_tma_setting", "VITBENCH_TF32_TMA", False),  # not yet on a GPU
 ])
 def test_on_off_settings(monkeypatch, module, setting, name, default):
     """An on/off switch: its default when unset, 0 and 1, and any other value a user error that

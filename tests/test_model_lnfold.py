@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_model_numerics import _cfg, _fp16_check, _hf_outputs, _pixels
+from tests.test_model_numerics import _cfg, _fp16_check, _pixels
 from vitbench._backend import DEVICE
 from vitbench.kernels import _lnfold as lnfold
 from vitbench.model import checkpoints, modules

@@ -7,6 +7,7 @@ warp-specialised (setmaxnreg present). A config that fails to compile is printed
 
     python tools/matmul_tma_compile.py                       # bf16, epilogues none + gelu_residual
     python tools/matmul_tma_compile.py --epilogue gelu residual --dtype fp16
+    python tools/matmul_tma_compile.py --dtype fp32          # TF32_CONFIGS, precision "tf32"
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
     forms = {"gelu_erf": G.FORMS["erf"], "gelu_fit": G.FORMS["fit"]}  # else the default, gelu_hw
     consts = {"HAS_BIAS": bias, "EPILOGUE": "gelu" if epilogue in forms else epilogue,
               "GELU_FORM": forms.get(epilogue, G.FORMS["hw"]), "NUM_SMS": num_sms, "PDL": False,
-              "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats, **cfg.kwargs}
+              "LN_FOLD": ln_fold, "LN_CP2": 32 if ln_fold else 1, "ROW_STATS": row_stats,
+              "PRECISION": "tf32" if dtype == "*fp32" else "ieee", **cfg.kwargs}
     f32 = ("ln_ptr", "colsum_ptr", "stats_ptr", "ws_ptr")
     sig = {n: "constexpr" if n in consts else "*i32" if n == "cnt_ptr"
            else ("*fp32" if n in f32 else dtype) if n.endswith("_ptr")
@@ -48,7 +50,8 @@ def compile_config(cfg: triton.Config, dtype: str, epilogue: str, bias: bool = T
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16", help="operand dtype")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
+                   help="operand dtype (fp32: TF32_CONFIGS with precision tf32; else TMA_CONFIGS)")
     p.add_argument("--epilogue", nargs="+", choices=[*T.EPILOGUES, "gelu_erf", "gelu_fit"],
                    default=["none", "gelu_residual"],
                    help="epilogues to compile (gelu_erf, gelu_fit: gelu with the erf or the fitted form)")
@@ -57,7 +60,8 @@ def main() -> None:
     p.add_argument("--per-sm", type=int, choices=[1, 2], default=None,
                    help="only the configs with this many programs per SM (default: all)")
     args = p.parse_args()
-    for cfg in T.TMA_CONFIGS:
+    itemsize = 4 if args.dtype == "fp32" else 2
+    for cfg in T.TF32_CONFIGS if itemsize == 4 else T.TMA_CONFIGS:
         if args.per_sm is not None and cfg.kwargs["PER_SM"] != args.per_sm:
             continue
         kw = cfg.kwargs
@@ -69,7 +73,7 @@ def main() -> None:
         for epi in args.epilogue:
             try:
                 r = compile_config(cfg, "*" + args.dtype, epi, ln_fold=args.ln_fold, row_stats=args.row_stats)
-                fits = T.fits(cfg, 2, epi in T._RESIDUAL_EPILOGUES)
+                fits = T.fits(cfg, itemsize, epi in T._RESIDUAL_EPILOGUES)
                 print(f"{tag:36} {epi:14} " + " ".join(f"{k}={v}" for k, v in r.items())
                       + ("" if fits else "  (pruned at run time: smem)"), flush=True)
             except Exception as e:  # report and go on with the next config

@@ -41,6 +41,7 @@ def _root() -> None:
     importlib.import_module("vitbench.kernels._lnfold").ln_fold_setting()
     importlib.import_module("vitbench.kernels.attention").attn_tail_setting()
     importlib.import_module("vitbench.kernels.matmul_tma").tail_split_setting()
+    importlib.import_module("vitbench.kernels.matmul_tma").tf32_tma_setting()
     importlib.import_module("vitbench.kernels._rowsplit").row_split_setting()
     importlib.import_module("vitbench.kernels.matmul_splitk").two_pass_setting()
     importlib.import_module("vitbench.kernels.matmul_gluon").gluon_setting()

@@ -351,16 +351,18 @@ def _scratch(a, w, residual, inplace: bool) -> tuple:
     return res, res if inplace else torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
 
 
-def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
+def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None, precision="ieee") -> str:
     """Which kernel this call goes to: "pointer", "tma" (matmul_tma) or a Gluon config's name
-    (matmul_gluon.CANDIDATES), from MODE and, for "auto", the per-shape timing."""
+    (matmul_gluon.CANDIDATES), from MODE and, for "auto", the per-shape timing. 16-bit calls, and
+    fp32 "tf32" ones with VITBENCH_TF32_TMA=1 (their choice keys hold dtype float32: no other
+    fp32 call comes here)."""
     if MODE not in MATMUL_MODES:
         raise VitbenchError(f"VITBENCH_MATMUL={MODE!r}: choose one of {', '.join(MATMUL_MODES)}")
     if MODE == "pointer" or (MODE == "auto" and INTERPRETER):
         return "pointer"
     from vitbench.kernels.matmul_tma import tma_eligible
 
-    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out, precision=precision):
         return "pointer"
     if MODE == "tma":
         return "tma"
@@ -384,8 +386,8 @@ def _route(a, w, bias, epilogue, residual, out, ln=None, row_stats=None) -> str:
     res, scratch = _scratch(a, w, residual, inplace)
     kw = dict(epilogue=epilogue, residual=res, out=scratch, ln=ln, row_stats=row_stats)
     candidates = {
-        "pointer": lambda: _matmul_pointer(a, w, bias, precision="ieee", **kw),
-        "tma": lambda: matmul_tma(a, w, bias, **kw),
+        "pointer": lambda: _matmul_pointer(a, w, bias, precision=precision, **kw),
+        "tma": lambda: matmul_tma(a, w, bias, precision=precision, **kw),
     }
     if (ln is None and row_stats is None and matmul_gluon.gluon_setting()
             and matmul_gluon.gluon_eligible(a, w, bias, epilogue=epilogue, residual=res, out=scratch)):
@@ -528,10 +530,16 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
     route = "pointer"
     if precision in PRECISIONS and isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16):
         route = _route(a, w, bias, epilogue, residual, out, ln, row_stats)
+    elif precision == "tf32" and isinstance(a, torch.Tensor) and a.dtype == torch.float32:
+        from vitbench.kernels.matmul_tma import tf32_tma_setting
+
+        if tf32_tma_setting():  # a bad VITBENCH_TF32_TMA raises here
+            route = _route(a, w, bias, epilogue, residual, out, ln, row_stats, precision="tf32")
     if route == "tma":
         from vitbench.kernels.matmul_tma import matmul_tma
 
-        return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out, ln=ln, row_stats=row_stats)
+        return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out, ln=ln, row_stats=row_stats,
+                          precision=precision)
     if route != "pointer":
         from vitbench.kernels import matmul_gluon
 

@@ -31,7 +31,8 @@ How it differs from matmul.py's pointer kernel:
   in several configs.
 
 Eligibility (`tma_eligible`): CUDA backend on compute capability >= 9 (or the interpreter),
-fp16/bf16, every TMA operand viewable as 2-D rows with unit column stride, 16-byte aligned base
+fp16/bf16 (or fp32 with precision "tf32": wgmma's TF32 form, which takes both operands K-major, as
+this kernel reads them; TF32_CONFIGS), every TMA operand viewable as 2-D rows with unit column stride, 16-byte aligned base
 and row stride (so K % 8 == 0, and N % 8 == 0 for the output/residual). Otherwise use `matmul`.
 
 Cost: as matmul.py (`matmul_cost`): 2*M*N*K FLOPs; s*(M*K + N*K + M*N [+ N] [+ M*N]) bytes.
@@ -71,6 +72,7 @@ from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, split_scratc
 
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
+_TF32_PRECISION = "tf32"  # the one fp32 mode this kernel takes (tl.dot input_precision)
 _SMEM_BYTES = 227 * 1024  # H100 max dynamic shared memory per block
 _SM_SMEM_BYTES = 228 * 1024  # H100 shared memory per SM, 1 KB of it reserved per resident block
 _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so persistence is exercised
@@ -85,6 +87,21 @@ _INTERPRETER_SMS = 3  # programs under the interpreter: fewer than tiles, so per
 # each way differed by 0.7% (2.799 vs 2.818 ms), within noise (docs/performance.md, step 9).
 TAIL_SPLIT_ENV = "VITBENCH_TAIL_SPLIT"
 TAIL_SPLIT_MAX = 4
+
+
+# fp32 with precision "tf32" on this kernel (TF32_CONFIGS, wgmma m64nNk8 on TF32 operands). Off by
+# default until it has run on a GPU: the tf32 GEMMs run on the pointer kernel, whose TF32 wgmma
+# (cp.async pipeline, compiled offline for sm_90) reached 155-180 TFLOP/s on square sizes against
+# cuBLAS's 356-370 on an H200 (kernels sweep, 2026-11-28), and the ViT-B/16 tf32 forward is 9-14%
+# slower than HF SDPA's TF32 from batch 32 up (M14).
+TF32_TMA_ENV = "VITBENCH_TF32_TMA"
+
+
+def tf32_tma_setting() -> bool:
+    """VITBENCH_TF32_TMA: 1 lets matmul() time this kernel for fp32 "tf32" calls (as for 16-bit:
+    VITBENCH_MATMUL=auto from TMA_MIN_ROWS rows, or always with VITBENCH_MATMUL=tma); 0 or unset
+    (the default, until it has run on a GPU) keeps them on the pointer kernel."""
+    return env_flag(TF32_TMA_ENV, "time the TMA GEMM for fp32 tf32 calls", default=False)
 
 
 def tail_split_setting() -> bool:
@@ -143,6 +160,29 @@ TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
 ]
 
 
+# fp32 operands ("tf32"), kept by prune_by_smem for 4-byte operands only (and the 16-bit configs
+# for 2-byte ones): the 16-bit tiles with BLOCK_K 32, the same bytes per K step; the TF32 wgmma
+# takes K 8 per instruction. Compiled offline for sm_90 (triton 3.6, `tools/matmul_tma_compile.py
+# --dtype fp32`, epilogues none / residual / exact GELU): TF32 wgmma, no spills, 108-251 registers;
+# the 128x256 and 256x128 tiles do not fit with a residual (pruned then). Not yet run on a GPU.
+TF32_CONFIGS = [] if INTERPRETER else [
+    _cfg(128, 256, 32, 3, 8),
+    _cfg(256, 128, 32, 3, 8),
+    _cfg(128, 128, 32, 4, 8),
+    _cfg(128, 128, 32, 4, 4),
+    _cfg(128, 64, 32, 4, 4),
+    _cfg(64, 128, 32, 4, 4),
+    _cfg(128, 128, 32, 4, 4, subtile=False, ws=True),
+    _cfg(128, 64, 32, 3, 4, per_sm=2),
+]
+
+
+def _for_itemsize(c: triton.Config, itemsize: int) -> bool:
+    """TF32_CONFIGS for 4-byte operands, the others for 2-byte ones (under the interpreter,
+    whose config list is _INTERPRETER_CONFIGS, every config for both)."""
+    return INTERPRETER or (itemsize == 4) == any(c is t for t in TF32_CONFIGS)
+
+
 def _smem_bytes(c: triton.Config, itemsize: int, residual: bool) -> int:
     """Shared memory: operand ring (stages x (A + W) tiles) + output staging tile, + one more
     tile for a residual unless warp-specialised (the residual's register-layout conversion goes
@@ -184,6 +224,7 @@ def prune_by_smem(configs, named_args, **kwargs):
     residual = get("EPILOGUE") in _RESIDUAL_EPILOGUES
     ln_fold, row_stats = bool(get("LN_FOLD")), bool(get("ROW_STATS"))
     usable = [c for c in configs if ln_fold_ok(c, ln_fold, row_stats)]
+    usable = [c for c in usable if _for_itemsize(c, itemsize)] or usable
     kept = [c for c in usable if fits(c, itemsize, residual)] or usable[-1:]
     return with_tail_split(kept, get("M"), get("N"), get("K"), get("NUM_SMS"))
 
@@ -254,7 +295,7 @@ def _autotune_scratch_sizes(M: int, N: int, K: int, sms: int, split: int) -> tup
     loop over the configs costs ~0.2 ms of host time, paid by every eager GEMM call otherwise)."""
     if split < 2:
         return 0, 0
-    return tail_scratch_sizes(M, N, K, sms, with_tail_split(TMA_CONFIGS, M, N, K, sms, split))
+    return tail_scratch_sizes(M, N, K, sms, with_tail_split(_ALL_CONFIGS, M, N, K, sms, split))
 
 
 def tail_scratch_sizes(M: int, N: int, K: int, sms: int, configs) -> tuple[int, int]:
@@ -398,6 +439,8 @@ def _matmul_tma_kernel(
     STAGGER: tl.constexpr,  # SM cycles the second program of each SM waits at start (PER_SM=2)
     TAIL_SPLIT: tl.constexpr,  # most shares of K per tile of the last round (tail_split; 1: off)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
+    PRECISION: tl.constexpr = "ieee",  # tl.dot input_precision: "tf32" for fp32 operands (as the
+    # pointer kernel, 16-bit launches pass "ieee", which their dots ignore)
 ):
     pdl_start(PDL)
     _stagger_start(STAGGER, NUM_SMS)
@@ -440,7 +483,7 @@ def _matmul_tma_kernel(
         for ki in range(k_tiles):
             a = a_desc.load([off_am, ki * BLOCK_K])  # [BLOCK_M, BLOCK_K]
             w = w_desc.load([off_wn, ki * BLOCK_K])  # [BLOCK_N, BLOCK_K]
-            acc = tl.dot(a, w.T, acc)
+            acc = tl.dot(a, w.T, acc, input_precision=PRECISION)
 
         tile_id_c += PROGRAMS
         pid_m, pid_n = grouped_tile(tile_id_c, M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -464,7 +507,7 @@ def _matmul_tma_kernel(
             for ki in tl.range(share * k_tiles // split, (share + 1) * k_tiles // split, num_stages=2):
                 a = a_desc.load([off_m, ki * BLOCK_K])
                 w = w_desc.load([off_n, ki * BLOCK_K])
-                acc = tl.dot(a, w.T, acc)
+                acc = tl.dot(a, w.T, acc, input_precision=PRECISION)
             tile_ws = ws_ptr + t.to(tl.int64) * split * (BLOCK_M * BLOCK_N)
             acc, last = split_reduce(acc, tile_ws, cnt_ptr + t, share, split, BLOCK_M, BLOCK_N)
             if last:
@@ -476,7 +519,8 @@ def _matmul_tma_kernel(
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
 _PRUNE = {"early_config_prune": prune_by_smem}
-_matmul_tma = autotune(TMA_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_matmul_tma_kernel)
+_ALL_CONFIGS = TMA_CONFIGS + TF32_CONFIGS
+_matmul_tma = autotune(_ALL_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_matmul_tma_kernel)
 # out aliasing residual is never autotuned in place: _common.tune_apart (see the launcher).
 
 
@@ -525,8 +569,9 @@ def _rows2d(t: torch.Tensor) -> torch.Tensor | None:
 
 
 def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "none",
-                 residual: object = None, out: object = None) -> bool:
-    """True when `matmul_tma` can run these arguments; False (never raises) otherwise."""
+                 residual: object = None, out: object = None, precision: str = "ieee") -> bool:
+    """True when `matmul_tma` can run these arguments; False (never raises) otherwise. fp32
+    operands only with precision "tf32" (16-bit ones take any: it applies to fp32 dots only)."""
     if INTERPRETER:
         pass
     elif not (isinstance(a, torch.Tensor) and a.is_cuda and _device_ok(a.device.index or 0)):
@@ -538,7 +583,9 @@ def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "
         return False
     if not isinstance(a, torch.Tensor) or a.dim() not in (2, 3) or w.dim() != 2:
         return False
-    if any(t.dtype != a.dtype or t.device != a.device for t in tensors) or a.dtype not in _TMA_DTYPES:
+    if any(t.dtype != a.dtype or t.device != a.device for t in tensors):
+        return False
+    if a.dtype not in _TMA_DTYPES and not (a.dtype == torch.float32 and precision == _TF32_PRECISION):
         return False
     K, N = a.shape[-1], w.shape[0]
     if w.shape[1] != K or K == 0 or K % 8 or N % 8 or (bias is not None and tuple(bias.shape) != (N,)):
@@ -553,8 +600,9 @@ def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "
 def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                epilogue: str = "none", residual: torch.Tensor | None = None,
                out: torch.Tensor | None = None, ln: LNFold | None = None,
-               row_stats: torch.Tensor | None = None) -> torch.Tensor:
+               row_stats: torch.Tensor | None = None, precision: str = "ieee") -> torch.Tensor:
     """out = epilogue(a @ w.T + bias) on the Hopper TMA path; see `matmul` for the contract.
+    fp32 operands need precision="tf32" (TF32 wgmma); 16-bit ones ignore `precision`.
 
     Raises VitbenchError when the arguments are wrong or not eligible (`tma_eligible`).
     `out` may alias `residual` (same view) for an in-place residual add.
@@ -570,9 +618,10 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     if epilogue not in _RESIDUAL_EPILOGUES and residual is not None:
         raise VitbenchError(f"residual given but epilogue {epilogue!r} does not add it")
     dtype = check_same_dtype(a=a, w=w, bias=bias, residual=residual)
-    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out):
+    if not tma_eligible(a, w, bias, epilogue=epilogue, residual=residual, out=out, precision=precision):
         raise VitbenchError(
-            "matmul_tma: arguments not eligible for the TMA path (needs sm_90+, fp16/bf16, "
+            "matmul_tma: arguments not eligible for the TMA path (needs sm_90+, fp16/bf16 or fp32 "
+            "with precision='tf32', "
             "K > 0 and K, N multiples of 8, rows with unit column stride and 16-byte aligned base/row "
             f"stride); got a {tuple(a.shape)} {a.dtype}, w {tuple(w.shape)}; use matmul()")
     N, K = w.shape
@@ -607,7 +656,7 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
             a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
             r2.stride(0), dst.stride(0),
             HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype), NUM_SMS=sms,
-            **ln_args[4], **launch_opts(),
+            PRECISION=_TF32_PRECISION if dtype == torch.float32 else "ieee", **ln_args[4], **launch_opts(),
         )
 
     if inplace:  # autotuned out of place first (_common.tune_apart), then run in place
