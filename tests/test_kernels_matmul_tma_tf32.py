@@ -162,20 +162,20 @@ def _need_sm90():
 @pytest.mark.parametrize("batch", [1, 32])
 @pytest.mark.parametrize("N,K,epilogue", [(2304, 768, "none"), (768, 768, "residual"),
                                           (3072, 768, "gelu"), (768, 3072, "residual")])
-def test_gpu_vit_shapes_tf32(batch, N, K, epilogue):
+def test_gpu_vit_shapes_tf32(monkeypatch, batch, N, K, epilogue):
     _need_sm90()
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # an fp32 reference
     a, w, bias, res, shape = make((batch, 197, K), N, F32, epilogue)
     out = poisoned(shape, F32, DEVICE)
     matmul_tma(a, w, bias, epilogue=epilogue, residual=res, out=out, precision="tf32")
-    torch.backends.cuda.matmul.allow_tf32 = False
     assert rel_err(out, ref32(a, w, bias, epilogue, res)) < TOL
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("M,N,K", [(1, 64, 64), (1001, 136, 264), (4099, 2304, 768)])
-def test_gpu_irregular_tf32(M, N, K):
+def test_gpu_irregular_tf32(monkeypatch, M, N, K):
     _need_sm90()
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     for epilogue in EPILOGUES:
         a, w, bias, res, shape = make((M, K), N, F32, epilogue)
         out = poisoned(shape, F32, DEVICE)
@@ -186,7 +186,7 @@ def test_gpu_irregular_tf32(M, N, K):
 @pytest.mark.gpu
 def test_gpu_auto_routes_fp32_tf32(monkeypatch):
     _need_sm90()
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setenv("VITBENCH_TF32_TMA", "1")
     monkeypatch.setattr(matmul_mod, "MODE", "auto")  # the GPU test run sets VITBENCH_MATMUL=pointer
     a, w, bias, res, _ = make((32, 197, 3072), 768, F32, "residual")
