@@ -31,9 +31,10 @@ How it differs from matmul.py's pointer kernel:
   in several configs.
 
 Eligibility (`tma_eligible`): CUDA backend on compute capability >= 9 (or the interpreter),
-fp16/bf16 (or fp32 with precision "tf32": wgmma's TF32 form, which takes both operands K-major, as
-this kernel reads them; TF32_CONFIGS), every TMA operand viewable as 2-D rows with unit column stride, 16-byte aligned base
-and row stride (so K % 8 == 0, and N % 8 == 0 for the output/residual). Otherwise use `matmul`.
+fp16/bf16 (or fp32 with precision "tf32": wgmma's TF32 form, which takes both operands K-major,
+as this kernel reads them; TF32_CONFIGS), every TMA operand viewable as 2-D rows with unit column
+stride, 16-byte aligned base and row stride (so K % 8 == 0, and N % 8 == 0 for the
+output/residual). Otherwise use `matmul`.
 
 Cost: as matmul.py (`matmul_cost`): 2*M*N*K FLOPs; s*(M*K + N*K + M*N [+ N] [+ M*N]) bytes.
 
@@ -163,7 +164,7 @@ TMA_CONFIGS = _INTERPRETER_CONFIGS if INTERPRETER else [
 # fp32 operands ("tf32"), kept by prune_by_smem for 4-byte operands only (and the 16-bit configs
 # for 2-byte ones): the 16-bit tiles with BLOCK_K 32, the same bytes per K step; the TF32 wgmma
 # takes K 8 per instruction. Compiled offline for sm_90 (triton 3.6, `tools/matmul_tma_compile.py
-# --dtype fp32`, epilogues none / residual / exact GELU): TF32 wgmma, no spills, 108-251 registers;
+# --dtype fp32`, epilogues none / residual / exact GELU): TF32 wgmma, no spills, 107-251 registers;
 # the 128x256 and 256x128 tiles do not fit with a residual (pruned then). Not yet run on a GPU.
 TF32_CONFIGS = [] if INTERPRETER else [
     _cfg(128, 256, 32, 3, 8),
