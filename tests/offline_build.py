@@ -1,4 +1,5 @@
-"""Offline sm_90 builds of Gluon kernels for the CPU tests, in a fresh process.
+"""Code run without Triton's interpreter for the CPU tests, in a fresh process: the GPU config
+lists (defined only with the interpreter off) and offline sm_90 builds of Gluon kernels.
 
 A fresh process, without the interpreter: once Triton's interpreter has run a kernel in a process,
 compiling a Gluon kernel in that process fails (the interpreter's patches of the language stay).
@@ -22,12 +23,18 @@ out = []
 """
 
 
+def without_interpreter(code: str, timeout: int = 300) -> str:
+    """Run `code` in a fresh Python with TRITON_INTERPRET=0 (no kernel launches: there is no GPU);
+    its stdout, or fail the calling test with its stderr."""
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def offline_builds(body: str) -> list[dict]:
     """Run `body` after a prelude that imports tools/_sm90.py (as `_sm90`), GluonASTSource and
     json, and defines `out = []`; the body appends one dict per build (from `_sm90.build`) to
     `out`. Returns `out`, or fails the calling test with the subprocess's stderr."""
-    code = _PRELUDE + body + "\nprint(json.dumps(out))\n"
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    stdout = without_interpreter(_PRELUDE + body + "\nprint(json.dumps(out))\n", timeout=600)
+    return json.loads(stdout.strip().splitlines()[-1])

@@ -4,9 +4,7 @@ Checked without a GPU by defining the kernels with the interpreter off (a subpro
 autotuned kernels needs no driver, only launching them does.
 """
 
-import os
-import subprocess
-import sys
+from tests.offline_build import without_interpreter
 
 CODE = """
 import importlib, triton
@@ -24,12 +22,9 @@ print(len(found))
 
 
 def test_gpu_kernels_use_the_short_tuning_benchmark():
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = without_interpreter(CODE)
     # one autotuner per kernel module, all seen (in-place GEMMs share theirs: _common.tune_apart)
-    assert int(out.stdout.split()[-1]) >= 7
+    assert int(out.split()[-1]) >= 7
 
 
 def test_fp32_only_configs_are_pruned_for_16_bit_operands():
@@ -71,10 +66,6 @@ def test_autotune_refuses_a_config_name_the_kernel_lacks():
 def test_gpu_config_lists_match_their_kernels():
     # The GPU config lists exist only with the interpreter off: import every kernel module that
     # way (no launch, so no GPU needed) and let autotune's name check run on each list.
-    import os
-    import subprocess
-    import sys
-
     code = ("import vitbench, vitbench._backend as b; assert not b.INTERPRETER\n"
             "import importlib\n"
             "for m in ('matmul', 'matmul_tma', 'bmm', 'patch_embed', 'attention', 'layernorm',"
@@ -83,9 +74,7 @@ def test_gpu_config_lists_match_their_kernels():
             "M = importlib.import_module('vitbench.kernels.matmul')\n"
             "assert all(c.kwargs['SPLIT_K'] > 1 for c in M.SPLIT_K_CONFIGS)\n"
             "print('ok')")
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert without_interpreter(code).strip() == "ok"
 
 
 def test_autotune_picks_lists_each_key_and_config():

@@ -10,13 +10,11 @@ The `gpu` set: the ViT-B/16 shapes against a float32 torch reference, and the ro
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from tests.offline_build import without_interpreter
 from tests.test_kernels_matmul_tma import linear_ref, make, ref32
 from vitbench._backend import DEVICE, INTERPRETER
 from vitbench.errors import VitbenchError
@@ -94,9 +92,7 @@ def test_tf32_configs_fit_and_use_block_k_32():
             "    assert c.kwargs['BLOCK_K'] == 32 and T.fits(c, 4, residual=False), c\n"
             "    assert not any(c is t for t in T.TMA_CONFIGS)\n"
             "assert T._ALL_CONFIGS == T.TMA_CONFIGS + T.TF32_CONFIGS\n")
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    without_interpreter(code)
 
 
 @pytest.mark.parametrize("enabled", [True, False])
