@@ -17,8 +17,9 @@ exceeds 1e-5 (or is not finite) anywhere is marked FAIL and not timed. Timings:
 triton.testing.do_bench medians (L2 flushed before each call), ms, TFLOP/s and speed relative to
 torch (cuBLAS F.linear with TF32 off, then the epilogue as torch ops, as HF runs it), with
 vitbench's matmul(precision="ieee") as it routes the call, replayed from a CUDA graph as the
-model runs it (VITBENCH_FMA decides whether this kernel is among its candidates, VITBENCH_FMA_SPLIT_K whether its split-K configs are; the first
-call times them, --no-vitbench skips it).
+model runs it (VITBENCH_FMA decides whether this kernel is among its candidates,
+VITBENCH_FMA_SPLIT_K whether its split-K configs are; the first call times them, --no-vitbench
+skips it).
 --split adds kernels/matmul_fma_splitk.py's configs: each base of its BASES with every SPLIT of its
 SPLITS (named like c128x128k8r128s4), checked at the irregular sizes and timed per ViT GEMM where
 that SPLIT is exact for K (K_SHARE rounding drops no share); those that its `candidates` proposes
