@@ -23,7 +23,7 @@ skips it).
 --split adds kernels/matmul_fma_splitk.py's configs: each base of its BASES with every SPLIT of its
 SPLITS (named like c128x128k8r128s4), checked at the irregular sizes and timed per ViT GEMM where
 that SPLIT is exact for K (K_SHARE rounding drops no share); those that its `candidates` proposes
-for the shape (what vitbench times with VITBENCH_FMA_SPLIT_K=1) are starred. --compile builds
+for the shape (what vitbench times, VITBENCH_FMA_SPLIT_K on) are starred. --compile builds
 the split kernel (pass 1) of each base too.
 First run (2026-11-28, H100, plain GEMMs, `results/h100/fma_gemm_probe-20261128-ea55a72.txt`):
 128x128x8 0.85-1.04x cuBLAS, 1.8-2.0x the Triton kernel.
