@@ -197,3 +197,25 @@ def test_gpu_sweep_all_providers_ok(tmp_path):
         assert r["ok"] == "true", (r["case"], r["provider"], r["dtype"], r["error"], r["max_rel_err"])
     compile_rows = [r for r in rows if r["provider"] == "torch-compile"]
     assert all(float(r["compile_s"]) > 1 for r in compile_rows)
+
+
+def test_interpreter_note_names_only_the_defaults_it_applies(monkeypatch):
+    # Without a GPU the sweep file's values are swapped for small ones; the note says which of
+    # those stand in for what the command line did not give (2026-11-28: it named batches [1, 2]
+    # for `--batch 1,8,32`).
+    import vitbench.suites.model as model_suite
+
+    monkeypatch.setattr(model_suite, "ON_GPU", False)
+
+    def note(**kw):
+        plan = model_suite.plan_model(providers="hf-eager", **kw)
+        (line,) = [n for n in plan.notes if n.startswith("no GPU")]
+        return line, plan
+
+    line, plan = note(batch="1,8")
+    assert "batches" not in line and "model vit-tiny-test" in line and "fp32" in line
+    assert [c.shape["B"] for c in plan.cases] == [1, 8]
+    line, _ = note(batch="1", model="vit-tiny-test", dtype="fp32")
+    assert "small defaults" not in line and "timings are not representative" in line
+    line, _ = note()
+    assert "batches [1, 2]" in line

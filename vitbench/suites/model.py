@@ -225,9 +225,11 @@ def plan_model(*, batch: str | None = None, model: str | None = None, dtype: str
     cfg: ModelConfig = load_model_config(path)
     if not ON_GPU:
         cfg = cfg.for_interpreter()
-        notes.append("no GPU: Triton interpreter, small defaults (model "
-                     f"{cfg.model}, batches {cfg.batches}, {', '.join(cfg.dtypes)}); "
-                     "timings are not representative")
+        defaults = [f"model {cfg.model}"] if model is None else []
+        defaults += [f"batches {cfg.batches}"] if batches is None else []
+        defaults += [", ".join(cfg.dtypes)] if dtypes is None else []
+        small = f", small defaults ({', '.join(defaults)})" if defaults else ""
+        notes.append(f"no GPU: Triton interpreter{small}; timings are not representative")
     name = model or cfg.model
     batches, dtypes = batches or cfg.batches, dtypes or cfg.dtypes
     if precs is not None and "fp32" not in dtypes:
