@@ -8,8 +8,9 @@ from typing import Callable
 import torch
 
 
-def vit_b16_fp32(batch: int) -> tuple[Callable[[torch.Tensor], tuple], torch.Tensor, torch.Tensor]:
-    """(forward, pixels, want): forward(pixels) runs the Triton ViT under inference mode and
+def vit_b16_fp32(batch: int, precision: str = "ieee") -> tuple[Callable[[torch.Tensor], tuple], torch.Tensor,
+                                                                torch.Tensor]:
+    """(forward, pixels, want): forward(pixels) runs the Triton ViT (in `precision`) under inference mode and
     returns its (None, None, logits); want is HF eager's logits in float64 for the same random
     weights and pixels ([batch, 3, 224, 224] in [-1, 1), on the GPU)."""
     from vitbench.model import checkpoints
@@ -22,7 +23,7 @@ def vit_b16_fp32(batch: int) -> tuple[Callable[[torch.Tensor], tuple], torch.Ten
     with torch.inference_mode():
         want = hf(pixel_values=x.double()).logits
     del hf
-    tri = TritonViT(ckpt.spec, ckpt.local).to(device="cuda")
+    tri = TritonViT(ckpt.spec, ckpt.local, precision=precision).to(device="cuda")
 
     def forward(px: torch.Tensor) -> tuple:
         with torch.inference_mode():

@@ -95,7 +95,7 @@ def test_bad_setting_is_one_line_before_any_work(name, value):
 @pytest.mark.parametrize("module,setting,name,default", [
     ("vitbench.kernels.matmul_fma", "fma_setting", "VITBENCH_FMA", True),
     ("vitbench.kernels.matmul_fma_splitk", "fma_split_k_setting", "VITBENCH_FMA_SPLIT_K", True),
-    ("vitbench.kernels.matmul_tma", "tf32_tma_setting", "VITBENCH_TF32_TMA", False),  # not yet on a GPU
+    ("vitbench.kernels.matmul_tma", "tf32_tma_setting", "VITBENCH_TF32_TMA", True),
 ])
 def test_on_off_settings(monkeypatch, module, setting, name, default):
     """An on/off switch: its default when unset, 0 and 1, and any other value a user error that

@@ -185,6 +185,20 @@ def check_precision(precision: str, dtype: torch.dtype) -> str:
     return precision
 
 
+def round_tf32_(t: torch.Tensor) -> torch.Tensor:
+    """fp32 `t` rounded in place to the nearest TF32 value (10-bit mantissa, ties away from
+    zero: _tiles.round_tf32's arithmetic, PTX cvt.rna.tf32.f32, bit for bit; NaNs quieted, so
+    they stay NaN once a tensor core drops their low bits). Other dtypes are returned unchanged
+    (fp16 and bf16 values are TF32 values already). For weights that a
+    `matmul(..., tf32_exact=True)` call reads."""
+    if t.dtype != torch.float32:
+        return t
+    bits = t.view(torch.int32)
+    rounded = (bits + 0x1000) & -0x2000  # int32 wraps like the kernel's uint32 (sign bit kept)
+    bits.copy_(torch.where(torch.isnan(t), bits | 0x400000, rounded))
+    return t
+
+
 # Autotuning times each config for ~TUNE_REP_MS after TUNE_WARMUP_MS (Triton's defaults are
 # 25 / 100 ms): a sweep autotunes every new shape, and at 10-15 configs per shape the defaults
 # made tuning, not measuring, the bulk of a suite's time. 40 ms still averages ~40 runs of a

@@ -70,6 +70,19 @@ def tf32_operand(x, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def tf32_rounded(y, TF32_OUT: tl.constexpr):
+    # y (a value about to be stored) rounded to TF32 (round_tf32) if TF32_OUT and y is fp32;
+    # unchanged otherwise, at no cost (both conditions are compile-time). For outputs whose only
+    # consumer is a TF32 GEMM that drops the low mantissa bits of its loads instead of rounding
+    # them (matmul_tma's TF32 wgmma reads its tiles straight from shared memory): stored already
+    # rounded, they lose nothing there, and the product is the one a rounding GEMM would make.
+    if TF32_OUT:
+        if y.dtype == tl.float32:
+            y = round_tf32(y)
+    return y
+
+
+@triton.jit
 def dot_k_loop(
     a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K block of A (rows always valid)
     b_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K block of B (columns always valid)

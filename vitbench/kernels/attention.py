@@ -50,7 +50,7 @@ from vitbench.kernels._common import (
 )
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import tf32_operand
+from vitbench.kernels._tiles import tf32_operand, tf32_rounded
 
 LOG2E = 1.4426950408889634  # log2(e): softmax(x) = 2^(x*log2e - max) / sum(...)
 MAX_HEAD_DIM = 256  # d is padded to a power of 2 >= 16 in registers; beyond 256 it would spill
@@ -167,6 +167,7 @@ def _attend_rows(
     MASK_M: tl.constexpr,  # rows past T_q exist in this block (the ragged end only)
     BLOCK_N: tl.constexpr,  # keys per step of the main loop
     TAIL_N: tl.constexpr,  # keys per step over the T_k % BLOCK_N ragged keys
+    TF32_OUT: tl.constexpr,  # fp32 out stored rounded to TF32 (_tiles.tf32_rounded)
 ):
     MASK_D: tl.constexpr = BLOCK_D != HEAD_DIM
     offs_m = row0 + tl.arange(0, ROWS)
@@ -217,7 +218,7 @@ def _attend_rows(
     out = acc / l_i[:, None]
     # write out: ROWS*d*itemsize bytes, only real rows and columns
     o_ptrs = o_base + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
-    val = out.to(o_base.dtype.element_ty)
+    val = tf32_rounded(out.to(o_base.dtype.element_ty), TF32_OUT)
     if MASK_M or MASK_D:
         tl.store(o_ptrs, val, mask=m_ok[:, None] & d_ok[None, :])
     else:
@@ -250,6 +251,7 @@ def _attention_kernel(
     BLOCK_M: tl.constexpr,  # query rows per program (autotuned)
     BLOCK_N: tl.constexpr,  # keys per inner step (autotuned)
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
+    TF32_OUT: tl.constexpr = False,  # fp32 out stored rounded to TF32 (_tiles.tf32_rounded)
 ):
     pdl_start(PDL)
     pid_m = tl.program_id(0)  # query block: fastest axis, so one head's blocks share k/v in L2
@@ -267,7 +269,7 @@ def _attention_kernel(
         _attend_rows(
             q_base, k_base, v_base, o_base, pid_m * BLOCK_M,
             stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
-            T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, True, BLOCK_N, KEYS_T,
+            T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, True, BLOCK_N, KEYS_T, TF32_OUT,
         )
     else:
         n_full_m = T_q // BLOCK_M
@@ -275,13 +277,13 @@ def _attention_kernel(
             _attend_rows(
                 q_base, k_base, v_base, o_base, pid_m * BLOCK_M,
                 stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
-                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, False, BLOCK_N, KEYS_T,
+                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, BLOCK_M, False, BLOCK_N, KEYS_T, TF32_OUT,
             )
         else:
             _attend_rows(
                 q_base, k_base, v_base, o_base, n_full_m * BLOCK_M + (pid_m - n_full_m) * TAIL_M,
                 stride_qt, stride_qd, stride_kt, stride_kd, stride_vt, stride_vd, stride_ot, stride_od,
-                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, TAIL_M, True, BLOCK_N, KEYS_T,
+                T_q, T_k, qk_scale, HEAD_DIM, BLOCK_D, DOT_PRECISION, TAIL_M, True, BLOCK_N, KEYS_T, TF32_OUT,
             )
 
 
@@ -320,13 +322,15 @@ def attention(
     scale: float | None = None,
     out: torch.Tensor | None = None,
     precision: str = "ieee",
+    tf32_out: bool = False,
 ) -> torch.Tensor:
     """Fused multi-head attention softmax(scale * q k^T) v for [B, H, T, d] inputs.
 
     q: [B, H, T_q, d]; k, v: [B, H, T_k, d]; any strides with the last dim contiguous.
     scale defaults to 1/sqrt(d). `out` ([B, H, T_q, d], any strides, last dim contiguous) is
     written in place and returned. `precision` (_common.PRECISIONS: "ieee", "tf32", "bf16x6", ...)
-    applies to fp32 inputs only.
+    applies to fp32 inputs only. tf32_out=True stores an fp32 output rounded to the nearest TF32
+    value (no effect on 16-bit ones): for a consumer GEMM run with `matmul(..., tf32_exact=True)`.
     """
     q = check_tensor("q", q, ndim=4)
     k = check_tensor("k", k, ndim=4)
@@ -372,11 +376,12 @@ def attention(
     tail = TAIL if attn_tail_setting() else 0  # a bad value: VitbenchError (the CLI checks first)
 
     def run_triton(o: torch.Tensor) -> None:
-        _launch(q, k, v, o, scale, dot_precision, tail)
+        _launch(q, k, v, o, scale, dot_precision, tail, bool(tf32_out))
 
-    # exact fp32 on a GPU: this kernel or the CUDA-core Gluon one, whichever timed faster
-    pick = attention_fma.route(q, k, v, dst, scale=scale, precision=dot_precision,
-                               triton_attention=run_triton)
+    # exact fp32 on a GPU: this kernel or the CUDA-core Gluon one, whichever timed faster (the
+    # Gluon one does not round its output: tf32_out takes this kernel)
+    pick = attention_fma.TRITON if tf32_out else attention_fma.route(
+        q, k, v, dst, scale=scale, precision=dot_precision, triton_attention=run_triton)
     if pick == attention_fma.TRITON:
         run_triton(dst)
     else:
@@ -387,7 +392,7 @@ def attention(
 
 
 def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float,
-            dot_precision: str, tail: int) -> None:
+            dot_precision: str, tail: int, tf32: bool = False) -> None:
     """The Triton kernel on attention()'s checked arguments (`out` never q itself)."""
     B, H, T_q, d = q.shape
     grid = lambda meta: (_grid_m(T_q, meta["BLOCK_M"], tail), H, B)  # noqa: E731
@@ -400,5 +405,6 @@ def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor
         DOT_PRECISION=dot_precision,
         TAIL_M=tail,
         TAIL_N=tail,
+        TF32_OUT=tf32,
         **launch_opts(),
     )

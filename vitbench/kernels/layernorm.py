@@ -25,7 +25,7 @@ from vitbench.kernels._common import (
     check_out, check_same_dtype, check_tensor, row_autotune, row_tiles, rows_out,
 )
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import row_block
+from vitbench.kernels._tiles import row_block, tf32_rounded
 
 # Widest row (elements, a power of 2) held whole in registers; wider rows loop over chunks of it.
 MAX_SINGLE_BLOCK = 8192
@@ -52,6 +52,7 @@ def _layernorm_kernel(
     BLOCK_N: tl.constexpr,  # columns per chunk (>= n_cols on the single-block path)
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else loop over chunks
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
+    TF32_OUT: tl.constexpr = False,  # fp32 out stored rounded to TF32 (_tiles.tf32_rounded)
 ):
     pdl_start(PDL)
     rows, row_ok = row_block(n_rows, BLOCK_M)  # rows past the end re-read the last row
@@ -79,7 +80,7 @@ def _layernorm_kernel(
         w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
         y = d * rstd[:, None] * w[None, :] + b[None, :]
-        tl.store(o_rows + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=st_mask)
+        tl.store(o_rows + cols[None, :], tf32_rounded(y.to(out_ptr.dtype.element_ty), TF32_OUT), mask=st_mask)
     else:
         # Looped path for long rows: pass 1 sums (and writes s), pass 2 sums squared
         # deviations, pass 3 normalises. Passes 2-3 re-read the row (from L2).
@@ -113,7 +114,7 @@ def _layernorm_kernel(
             w = tl.load(w_ptr + c, mask=col_ok, other=0.0).to(tl.float32)
             b = tl.load(b_ptr + c, mask=col_ok, other=0.0).to(tl.float32)
             y = (x - mean[:, None]) * rstd[:, None] * w[None, :] + b[None, :]
-            tl.store(o_rows + c[None, :], y.to(out_ptr.dtype.element_ty),
+            tl.store(o_rows + c[None, :], tf32_rounded(y.to(out_ptr.dtype.element_ty), TF32_OUT),
                      mask=row_ok[:, None] & col_ok[None, :])
 
 
@@ -145,7 +146,7 @@ def _check_params(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, xna
     return D
 
 
-def _launch(x2, r2, s2, weight, bias, o2, eps: float) -> None:
+def _launch(x2, r2, s2, weight, bias, o2, eps: float, tf32: bool = False) -> None:
     n_rows, D = x2.shape
     if n_rows == 0 or D == 0:
         return
@@ -157,14 +158,14 @@ def _launch(x2, r2, s2, weight, bias, o2, eps: float) -> None:
     _layernorm_kernel[grid](
         x2, r2, s2, weight, bias, o2, n_rows, D,
         x2.stride(0), r2.stride(0), s2.stride(0), o2.stride(0), eps,
-        HAS_RESIDUAL=fused, BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= D,
+        HAS_RESIDUAL=fused, BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= D, TF32_OUT=tf32,
         **launch_opts(),
     )
 
 
 def layernorm(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5,
-    *, out: torch.Tensor | None = None,
+    *, out: torch.Tensor | None = None, tf32_out: bool = False,
 ) -> torch.Tensor:
     """LayerNorm over the last dim of x [..., D]; fp32 statistics whatever the storage dtype.
 
@@ -172,6 +173,8 @@ def layernorm(
     into one row stride are copied first). weight and bias are [D] in x's dtype. `out`, if given,
     must have x's shape and dtype and be viewable as [rows, D]; it may share x's memory (then
     the result goes through a temporary, since autotuning re-runs the kernel on its arguments).
+    tf32_out=True stores an fp32 output rounded to the nearest TF32 value (no effect on 16-bit
+    ones): for a consumer GEMM run with `matmul(..., tf32_exact=True)`.
     """
     D = _check_params(x, weight, bias)
     eps = _check_eps(eps)
@@ -182,7 +185,7 @@ def layernorm(
     if x.numel() == 0:
         return out
     o2, dst = rows_out(x, out, D)
-    _launch(x.reshape(-1, D), None, None, weight, bias, dst, eps)
+    _launch(x.reshape(-1, D), None, None, weight, bias, dst, eps, tf32=bool(tf32_out))
     if dst is not o2:
         o2.copy_(dst)
     return out

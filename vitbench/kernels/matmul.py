@@ -25,7 +25,7 @@ from vitbench.kernels._env import env_flag
 from vitbench.kernels._gelu import gelu, gelu_form, gelu_tanh
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, check_ln, check_stats, store_row_stats
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce
+from vitbench.kernels._tiles import dot_k_loop, grouped_tile, split_k_reduce, tf32_rounded
 
 EPILOGUES = ("none", "gelu", "gelu_tanh", "residual", "gelu_residual")
 _RESIDUAL_EPILOGUES = ("residual", "gelu_residual")
@@ -193,6 +193,7 @@ def _matmul_kernel(
     SPLIT_K: tl.constexpr,  # programs per output tile (grid axis 1), each over a share of K
     EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no K masks in the main loop
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
+    TF32_OUT: tl.constexpr = False,  # fp32 out stored rounded to TF32 (_tiles.tf32_rounded)
 ):
     pdl_start(PDL)
     # Grouped tile order: neighbouring programs share A rows and W columns in L2.
@@ -224,12 +225,12 @@ def _matmul_kernel(
         if last:  # the tile's last program: the whole sum; the epilogue is its alone
             _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
                       stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FORM,
-                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
+                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS, TF32_OUT,
                       BLOCK_M, BLOCK_N)
     else:
         _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
                   stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE, GELU_FORM,
-                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS,
+                      ln_ptr, colsum_ptr, stats_ptr, ln_eps, K, pid_n * BLOCK_N, LN_FOLD, LN_CP2, ROW_STATS, TF32_OUT,
                       BLOCK_M, BLOCK_N)
 
 
@@ -238,7 +239,7 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
               stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS: tl.constexpr,
               EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr, ln_ptr, colsum_ptr, stats_ptr, ln_eps, K,
               off_n, LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+              TF32_OUT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # On the fp32 accumulator: (folded layernorm,) + bias, GELU, + residual, then one rounding on
     # store (and the stored rows' stats for the next GEMM's folded layernorm).
     if LN_FOLD:  # rows and columns wrapped into range, as loaded; masked at the store
@@ -258,7 +259,7 @@ def _epilogue(acc, rm, rn, rn_ld, M, N, rows_inner, bias_ptr, stride_bias, res_p
         r_ptrs = res_ptr + (b_idx * stride_r0 + t_idx * stride_r1)[:, None] + rn[None, :] * stride_rn
         acc += tl.load(r_ptrs, mask=mask, other=0.0).to(tl.float32)
     o_ptrs = out_ptr + (b_idx * stride_o0 + t_idx * stride_o1)[:, None] + rn[None, :] * stride_on
-    y = acc.to(out_ptr.dtype.element_ty)
+    y = tf32_rounded(acc.to(out_ptr.dtype.element_ty), TF32_OUT)
     tl.store(o_ptrs, y, mask=mask)
     if ROW_STATS:
         store_row_stats(y.to(tl.float32), rm, rm < M, off_n, rn < N, stats_ptr, N, BLOCK_M, BLOCK_N)
@@ -433,7 +434,8 @@ def _route_fp32(a, w, bias, epilogue, residual, out) -> str:
 def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
            epilogue: str = "none", residual: torch.Tensor | None = None,
            precision: str = "ieee", out: torch.Tensor | None = None,
-           ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
+           ln: LNFold | None = None, row_stats: torch.Tensor | None = None,
+           tf32_exact: bool = False, tf32_out: bool = False) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias); a [..., K] (2-D or 3-D), w [N, K] (nn.Linear layout).
 
     Epilogues: "none", "gelu" (exact GELU: erf form for fp32 outputs; for 16-bit ones a fitted
@@ -449,6 +451,12 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
     next GEMM's `ln`. On a GPU, 16-bit calls whose last round of tiles would leave most SMs idle
     may run as two GEMMs over row ranges (kernels/_rowsplit.py), the second of them as a two-pass
     split-K (kernels/matmul_splitk.py), each where that timed faster.
+    TF32 (fp32, precision "tf32"): operands are rounded to the nearest TF32 value, as cuBLAS
+    does. tf32_exact=True promises that a and w hold TF32 values already (low 13 mantissa bits
+    zero: stored by a tf32_out producer, or rounded with _common.round_tf32_); such calls may
+    also run on the TMA kernel under VITBENCH_TF32_TMA, whose TF32 wgmma drops those bits of
+    its loads instead of rounding them (exact only if they are zero). tf32_out=True stores an
+    fp32 output rounded to the nearest TF32 value, for a consumer with tf32_exact.
     """
     if MODE == "auto" and not INTERPRETER:
         from vitbench.kernels.matmul_gluon import gluon_setting
@@ -466,7 +474,7 @@ def matmul(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *
                 out = torch.empty((*a.shape[:-1], w.shape[0]), dtype=a.dtype, device=a.device)
             return _rowsplit.run_split(_matmul_whole, m1, a, w, bias, epilogue, residual, out, rest=rest)
     return _matmul_whole(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
-                         ln=ln, row_stats=row_stats)
+                         ln=ln, row_stats=row_stats, tf32_exact=tf32_exact, tf32_out=tf32_out)
 
 
 def _row_split_ok(a, w, bias, epilogue, residual, out, precision) -> bool:
@@ -509,10 +517,14 @@ def _matmul_rest(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = N
 def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                   epilogue: str = "none", residual: torch.Tensor | None = None,
                   precision: str = "ieee", out: torch.Tensor | None = None,
-                  ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
+                  ln: LNFold | None = None, row_stats: torch.Tensor | None = None,
+                  tf32_exact: bool = False, tf32_out: bool = False) -> torch.Tensor:
     """matmul() as one GEMM (no row split): the TMA, a Gluon or the pointer kernel."""
-    if (precision == "ieee" and ln is None and row_stats is None and isinstance(a, torch.Tensor)
-            and a.dtype == torch.float32 and MODE == "auto" and not INTERPRETER):
+    # exact fp32: the CUDA-core Gluon kernels where they time faster (they do not round to TF32:
+    # a tf32_out call stays on the pointer kernel)
+    if (precision == "ieee" and ln is None and row_stats is None and not tf32_out
+            and isinstance(a, torch.Tensor) and a.dtype == torch.float32 and MODE == "auto"
+            and not INTERPRETER):
         from vitbench.kernels import matmul_fma
 
         if matmul_fma.fma_setting():  # a bad VITBENCH_FMA raises here, before any timing
@@ -530,7 +542,7 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
     route = "pointer"
     if precision in PRECISIONS and isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16):
         route = _route(a, w, bias, epilogue, residual, out, ln, row_stats)
-    elif precision == "tf32" and isinstance(a, torch.Tensor) and a.dtype == torch.float32:
+    elif precision == "tf32" and tf32_exact and isinstance(a, torch.Tensor) and a.dtype == torch.float32:
         from vitbench.kernels.matmul_tma import tf32_tma_setting
 
         if tf32_tma_setting():  # a bad VITBENCH_TF32_TMA raises here
@@ -539,14 +551,14 @@ def _matmul_whole(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = 
         from vitbench.kernels.matmul_tma import matmul_tma
 
         return matmul_tma(a, w, bias, epilogue=epilogue, residual=residual, out=out, ln=ln, row_stats=row_stats,
-                          precision=precision)
+                          precision=precision, tf32_out=tf32_out)
     if route != "pointer":
         from vitbench.kernels import matmul_gluon
 
         return matmul_gluon.matmul_gluon(a, w, bias, epilogue=epilogue, residual=residual, out=out,
                                          config=matmul_gluon.CANDIDATES[route])
     return _matmul_pointer(a, w, bias, epilogue=epilogue, residual=residual, precision=precision, out=out,
-                           ln=ln, row_stats=row_stats)
+                           ln=ln, row_stats=row_stats, tf32_out=tf32_out)
 
 
 def _split_sizes(M: int, N: int, K: int, configs: list[triton.Config], forced: bool) -> tuple[int, int]:
@@ -661,7 +673,8 @@ def checked_args(a, w, bias, epilogue: str, residual, precision: str, out) -> tu
 def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                     epilogue: str = "none", residual: torch.Tensor | None = None,
                     precision: str = "ieee", out: torch.Tensor | None = None,
-                    ln: LNFold | None = None, row_stats: torch.Tensor | None = None) -> torch.Tensor:
+                    ln: LNFold | None = None, row_stats: torch.Tensor | None = None,
+                    tf32_out: bool = False) -> torch.Tensor:
     """matmul() on the pointer kernel (this file's), whatever VITBENCH_MATMUL says."""
     a, w, bias, residual, out, dtype, dot_precision, inplace = checked_args(
         a, w, bias, epilogue, residual, precision, out)
@@ -688,7 +701,7 @@ def _matmul_pointer(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None 
             *_rows(res), res.stride(-1),
             *_rows(dst), dst.stride(-1),
             HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype),
-            PRECISION=precision_arg, **ln_args[4], **launch_opts(),
+            PRECISION=precision_arg, TF32_OUT=bool(tf32_out), **ln_args[4], **launch_opts(),
         )
 
     if inplace:  # autotuned out of place first (_common.tune_apart), then run in place

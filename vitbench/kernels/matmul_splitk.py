@@ -103,7 +103,7 @@ def _splitk_sum_kernel(
         ws += plane  # pointer steps of one share: no SPLIT * M * N product to overflow int32
     _epilogue(acc, rm, rn, rn % N, M, N, rows_inner, bias_ptr, stride_bias, res_ptr, stride_r0,
               stride_r1, stride_rn, out_ptr, stride_o0, stride_o1, stride_on, HAS_BIAS, EPILOGUE,
-              GELU_FORM, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, BLOCK_M, BLOCK_N)
+              GELU_FORM, ws_ptr, ws_ptr, ws_ptr, 0.0, K, 0, False, 1, False, False, BLOCK_M, BLOCK_N)
 
 
 @dataclass(frozen=True)

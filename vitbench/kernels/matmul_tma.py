@@ -66,7 +66,7 @@ from vitbench.kernels import _common
 from vitbench.kernels._common import autotune, check_same_dtype, check_tensor
 from vitbench.kernels._env import env_flag
 from vitbench.kernels._pdl import launch_opts, pdl_start
-from vitbench.kernels._tiles import grouped_tile, split_reduce
+from vitbench.kernels._tiles import grouped_tile, split_reduce, tf32_rounded
 from vitbench.kernels._lnfold import LNFold, apply_ln_fold, store_row_stats
 from vitbench.kernels._gelu import gelu, gelu_form, gelu_tanh
 from vitbench.kernels.matmul import EPILOGUES, _ln_args, check_out, split_scratch
@@ -90,19 +90,21 @@ TAIL_SPLIT_ENV = "VITBENCH_TAIL_SPLIT"
 TAIL_SPLIT_MAX = 4
 
 
-# fp32 with precision "tf32" on this kernel (TF32_CONFIGS, wgmma m64nNk8 on TF32 operands). Off by
-# default until it has run on a GPU: the tf32 GEMMs run on the pointer kernel, whose TF32 wgmma
-# (cp.async pipeline, compiled offline for sm_90) reached 155-180 TFLOP/s on square sizes against
-# cuBLAS's 356-370 on an H200 (kernels sweep, 2026-11-28), and the ViT-B/16 tf32 forward is 9-14%
-# slower than HF SDPA's TF32 from batch 32 up (M14).
+# fp32 with precision "tf32" on this kernel (TF32_CONFIGS, wgmma m64nNk8 on TF32 operands), for
+# calls whose operands hold TF32 values already (matmul's tf32_exact): the wgmma reads its tiles
+# from shared memory and drops their low 13 mantissa bits, where the pointer kernel rounds them in
+# registers first (_tiles.round_tf32), which costs it its pipelining: 155-180 TFLOP/s on square
+# sizes against cuBLAS's 356-370 (H200, 2026-11-28). On unrounded operands this kernel's
+# ViT-B/16 forward was 1.56x HF SDPA's TF32 speed but 1.5e-3 off HF float64 (HF: 8.9e-4), which
+# is why the model stores its GEMM inputs rounded (tf32_out) and asks for this kernel only then.
 TF32_TMA_ENV = "VITBENCH_TF32_TMA"
 
 
 def tf32_tma_setting() -> bool:
-    """VITBENCH_TF32_TMA: 1 lets matmul() time this kernel for fp32 "tf32" calls (as for 16-bit:
-    VITBENCH_MATMUL=auto from TMA_MIN_ROWS rows, or always with VITBENCH_MATMUL=tma); 0 or unset
-    (the default, until it has run on a GPU) keeps them on the pointer kernel."""
-    return env_flag(TF32_TMA_ENV, "time the TMA GEMM for fp32 tf32 calls", default=False)
+    """VITBENCH_TF32_TMA: 1 or unset (the default) lets matmul() time this kernel for fp32 "tf32"
+    calls with TF32-exact operands (tf32_exact; as for 16-bit: VITBENCH_MATMUL=auto from
+    TMA_MIN_ROWS rows, or always with VITBENCH_MATMUL=tma); 0 keeps them on the pointer kernel."""
+    return env_flag(TF32_TMA_ENV, "time the TMA GEMM for fp32 tf32 calls", default=True)
 
 
 def tail_split_setting() -> bool:
@@ -350,7 +352,7 @@ def _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M: tl.constexpr
 def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm, o_desc,
                     HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr,
                     BLOCK_M: tl.constexpr, SUB_N: tl.constexpr, RES_EARLY: tl.constexpr,
-                    stats_ptr, ROW_STATS: tl.constexpr):
+                    stats_ptr, ROW_STATS: tl.constexpr, TF32_OUT: tl.constexpr):
     # acc: fp32 [BLOCK_M, SUB_N] sub-tile whose top-left output element is (off_m, off_n);
     # res: that sub-tile of the residual when loaded before the K loop (RES_EARLY), else unused.
     rm = off_m + tl.arange(0, BLOCK_M)
@@ -366,7 +368,7 @@ def _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr
         if not RES_EARLY:
             res = _load_residual(res_ptr, stride_rm, off_m, off_n, M, N, BLOCK_M, SUB_N)
         acc += res.to(tl.float32)
-    y = acc.to(o_desc.dtype)
+    y = tf32_rounded(acc.to(o_desc.dtype), TF32_OUT)
     o_desc.store([off_m, off_n], y)  # out-of-range part is clipped
     if ROW_STATS:  # the stored rows' stats for the next GEMM's folded layernorm (_lnfold)
         store_row_stats(y.to(tl.float32), rm, rm < M, off_n, rn < N, stats_ptr, N, BLOCK_M, SUB_N)
@@ -378,7 +380,7 @@ def _tile_epilogue(acc, res, off_m, off_n, M, N, K, bias_ptr, stride_bias, res_p
                    HAS_BIAS: tl.constexpr, EPILOGUE: tl.constexpr, GELU_FORM: tl.constexpr,
                    LN_FOLD: tl.constexpr, LN_CP2: tl.constexpr, ROW_STATS: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, EPI_SUBTILE: tl.constexpr,
-                   RES_EARLY: tl.constexpr):
+                   RES_EARLY: tl.constexpr, TF32_OUT: tl.constexpr):
     # One finished fp32 [BLOCK_M, BLOCK_N] tile at (off_m, off_n): folded layernorm, then bias,
     # activation, residual and the store, whole or as two halves (EPI_SUBTILE).
     SUB_N: tl.constexpr = BLOCK_N // 2 if EPI_SUBTILE else BLOCK_N
@@ -396,14 +398,14 @@ def _tile_epilogue(acc, res, off_m, off_n, M, N, K, bias_ptr, stride_bias, res_p
             res0, res1 = acc0, acc1  # unused
         _epilogue_store(acc0, res0, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
                         o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
-                        stats_ptr, ROW_STATS)
+                        stats_ptr, ROW_STATS, TF32_OUT)
         _epilogue_store(acc1, res1, off_m, off_n + SUB_N, M, N, bias_ptr, stride_bias, res_ptr,
                         stride_rm, o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
-                        stats_ptr, ROW_STATS)
+                        stats_ptr, ROW_STATS, TF32_OUT)
     else:
         _epilogue_store(acc, res, off_m, off_n, M, N, bias_ptr, stride_bias, res_ptr, stride_rm,
                         o_desc, HAS_BIAS, EPILOGUE, GELU_FORM, BLOCK_M, SUB_N, RES_EARLY,
-                        stats_ptr, ROW_STATS)
+                        stats_ptr, ROW_STATS, TF32_OUT)
 
 
 # M only sizes the descriptors and the tile count: not specialising it on M % 16 halves the
@@ -442,6 +444,7 @@ def _matmul_tma_kernel(
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
     PRECISION: tl.constexpr = "ieee",  # tl.dot input_precision: "tf32" for fp32 operands (as the
     # pointer kernel, 16-bit launches pass "ieee", which their dots ignore)
+    TF32_OUT: tl.constexpr = False,  # fp32 out stored rounded to TF32 (_tiles.tf32_rounded)
 ):
     pdl_start(PDL)
     _stagger_start(STAGGER, NUM_SMS)
@@ -491,7 +494,7 @@ def _matmul_tma_kernel(
         _tile_epilogue(acc, res, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N, K, bias_ptr, stride_bias,
                        res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
                        HAS_BIAS, EPILOGUE, GELU_FORM, LN_FOLD, LN_CP2, ROW_STATS,
-                       BLOCK_M, BLOCK_N, EPI_SUBTILE, RES_EARLY)
+                       BLOCK_M, BLOCK_N, EPI_SUBTILE, RES_EARLY, TF32_OUT)
 
     if TAIL_SPLIT > 1:
         # The last round: unit u = (tail tile u // split, share u % split of its K steps), at most
@@ -515,7 +518,7 @@ def _matmul_tma_kernel(
                 _tile_epilogue(acc, acc, off_m, off_n, M, N, K, bias_ptr, stride_bias,
                                res_ptr, stride_rm, o_desc, ln_ptr, colsum_ptr, ln_eps, stats_ptr,
                                HAS_BIAS, EPILOGUE, GELU_FORM, LN_FOLD, LN_CP2, ROW_STATS,
-                               BLOCK_M, BLOCK_N, EPI_SUBTILE, False)
+                               BLOCK_M, BLOCK_N, EPI_SUBTILE, False, TF32_OUT)
 
 
 _KEY = ["M", "N", "K", "EPILOGUE", "HAS_BIAS", "LN_FOLD", "ROW_STATS"]
@@ -601,9 +604,12 @@ def tma_eligible(a: object, w: object, bias: object = None, *, epilogue: str = "
 def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, *,
                epilogue: str = "none", residual: torch.Tensor | None = None,
                out: torch.Tensor | None = None, ln: LNFold | None = None,
-               row_stats: torch.Tensor | None = None, precision: str = "ieee") -> torch.Tensor:
+               row_stats: torch.Tensor | None = None, precision: str = "ieee",
+               tf32_out: bool = False) -> torch.Tensor:
     """out = epilogue(a @ w.T + bias) on the Hopper TMA path; see `matmul` for the contract.
-    fp32 operands need precision="tf32" (TF32 wgmma); 16-bit ones ignore `precision`.
+    fp32 operands need precision="tf32" (TF32 wgmma, which drops the low 13 mantissa bits of
+    what it loads: exact for operands that hold TF32 values, as `matmul(..., tf32_exact=True)`
+    promises, truncated otherwise); 16-bit ones ignore `precision`. tf32_out: `matmul`'s.
 
     Raises VitbenchError when the arguments are wrong or not eligible (`tma_eligible`).
     `out` may alias `residual` (same view) for an in-place residual add.
@@ -657,7 +663,8 @@ def matmul_tma(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
             a2.stride(0), w2.stride(0), bias.stride(0) if bias is not None else 0,
             r2.stride(0), dst.stride(0),
             HAS_BIAS=bias is not None, EPILOGUE=epilogue, GELU_FORM=gelu_form(dtype), NUM_SMS=sms,
-            PRECISION=_TF32_PRECISION if dtype == torch.float32 else "ieee", **ln_args[4], **launch_opts(),
+            PRECISION=_TF32_PRECISION if dtype == torch.float32 else "ieee", TF32_OUT=bool(tf32_out),
+            **ln_args[4], **launch_opts(),
         )
 
     if inplace:  # autotuned out of place first (_common.tune_apart), then run in place

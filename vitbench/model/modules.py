@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vitbench.kernels import attention, layernorm, matmul, patch_embed
+from vitbench.kernels._common import round_tf32_
 from vitbench.kernels._lnfold import (
     CHUNK, LNFold, fold_layernorm, ln_fold_rows, ln_fold_setting, row_stats_buffer,
 )
@@ -103,6 +104,12 @@ class Block(nn.Module):
                 self.folded[lin] = fold_layernorm(getattr(self, ln + "_w"), getattr(self, ln + "_b"),
                                                   getattr(self, lin + "_w"), getattr(self, lin + "_b"))
 
+    def round_tf32_(self) -> None:
+        """The four GEMM weights rounded in place to TF32 values (fp32 ones; _common.round_tf32_):
+        what the TF32 GEMMs do to them anyway, done once so that they may run with tf32_exact."""
+        for name in ("qkv_w", "o_w", "fc1_w", "fc2_w"):
+            round_tf32_(getattr(self, name))
+
     @property
     def fold_ln1(self) -> bool:
         return "qkv" in self.folded
@@ -125,33 +132,38 @@ class Block(nn.Module):
         B, T, D = h.shape
         H, d = self.heads, self.head_dim
         fold_ln1, fold_ln2 = stats is not None and self.fold_ln1, stats is not None and self.fold_ln2
+        # TF32: every GEMM input but the residual stream is stored as TF32 values by its producer
+        # (tf32_out) and the weights are (TritonViT.round_tf32_), so the GEMMs may take the TMA
+        # kernel, whose TF32 loads truncate (tf32_exact); 16-bit weights ignore both flags
+        t32 = precision == "tf32"
         if fold_ln1:  # ln1 folded: QKV reads h itself
             w_f, b_f, colsum = self.folded["qkv"]
             qkv = matmul(h, w_f, b_f, precision=precision, ln=LNFold(stats[0], colsum, self.eps))  # [B, T, 3A]
         else:
-            y = layernorm(h, self.ln1_w, self.ln1_b, self.eps)  # [B, T, D]
-            qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision)  # [B, T, 3A]
+            y = layernorm(h, self.ln1_w, self.ln1_b, self.eps, tf32_out=t32)  # [B, T, D]
+            qkv = matmul(y, self.qkv_w, self.qkv_b, precision=precision, tf32_exact=t32)  # [B, T, 3A]
         q, k, v = qkv.view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, d], strided
         if cls_only:  # from here on, the CLS row only: query [B, H, 1, d], residual [B, 1, D]
             q, h = q[:, :, :1], h[:, :1]
         Tq = q.shape[2]  # query rows: T, or 1
         ctx = torch.empty(B, Tq, H, d, dtype=h.dtype, device=h.device)  # [B, Tq, H, d] = [B, Tq, A]
-        attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision)
+        attention(q, k, v, out=ctx.permute(0, 2, 1, 3), precision=precision, tf32_out=t32)
         rows = B * Tq
         mid = stats[1][:rows] if fold_ln2 else None  # h's row stats after the out-projection
-        h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual",
-                   residual=h, out=h, precision=precision, row_stats=mid)  # h += attn @ Wo^T + bo
+        h = matmul(ctx.view(B, Tq, H * d), self.o_w, self.o_b, epilogue="residual", residual=h, out=h,
+                   precision=precision, row_stats=mid, tf32_exact=t32)  # h += attn @ Wo^T + bo
         if fold_ln2:  # ln2 folded: FC1 reads h itself
             w_f, b_f, colsum = self.folded["fc1"]
             m = matmul(h, w_f, b_f, epilogue=self.act, precision=precision,
-                       ln=LNFold(mid, colsum, self.eps))  # [B, Tq, M]
+                       ln=LNFold(mid, colsum, self.eps), tf32_out=t32)  # [B, Tq, M]
         else:
-            y = layernorm(h, self.ln2_w, self.ln2_b, self.eps)  # [B, Tq, D]
-            m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision)  # [B, Tq, M]
+            y = layernorm(h, self.ln2_w, self.ln2_b, self.eps, tf32_out=t32)  # [B, Tq, D]
+            m = matmul(y, self.fc1_w, self.fc1_b, epilogue=self.act, precision=precision,
+                       tf32_exact=t32, tf32_out=t32)  # [B, Tq, M]
         # the next layer's ln1 stats (its QKV has read this layer's already); none after CLS-only
         out_stats = stats[0] if stats is not None and not cls_only else None
         return matmul(m, self.fc2_w, self.fc2_b, epilogue="residual", residual=h, out=h,
-                      precision=precision, row_stats=out_stats)  # h += fc2(m)
+                      precision=precision, row_stats=out_stats, tf32_exact=t32)  # h += fc2(m)
 
 
 class TritonViT(nn.Module):
@@ -174,6 +186,18 @@ class TritonViT(nn.Module):
         self.register_buffer("pooler_b", w["pooler.bias"].clone() if spec.pooler else None)  # [P]
         self.register_buffer("head_w", w["head.weight"].clone() if spec.num_labels else None)  # [L, D]
         self.register_buffer("head_b", w["head.bias"].clone() if spec.num_labels else None)  # [L]
+        self._round_tf32()
+
+    def _round_tf32(self) -> None:
+        """precision "tf32": the encoder's GEMM weights hold TF32 values (Block.round_tf32_)."""
+        if self.precision == "tf32":
+            for block in self.blocks:
+                block.round_tf32_()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._round_tf32()  # after every move and cast (an fp64 -> fp32 cast makes new values)
+        return out
 
     def forward(self, pixels: torch.Tensor, *, logits_only: bool = False):
         """pixels [B, C, H, W] in the weights' dtype -> (last_hidden_state [B, T, D],
