@@ -33,6 +33,8 @@
 #   profile:B+B            vitbench profile at each batch (env PROFILE_ARGS: more arguments, e.g.
 #                          set:PROFILE_ARGS=--dtype,fp32)
 #   gelu                   tools/gelu_probe.py: each GELU form's error against float64
+#   rows[:DTYPE]           tools/row_probe.py: layernorm and softmax at ViT-B/16 batch 256 per row-tile
+#                          size, as shares of the copy bandwidth (default bf16)
 #   gluon                  tools/gluon_probe.py: the Gluon GEMM's configs checked, then timed
 #   energy[:B]             tools/energy_probe.py: FC2 with and without the residual, energy (NVML)
 #                          and time per launch, SM clocks and power-cap share (batch B, default 256)
@@ -171,6 +173,8 @@ step() {  # step NAME: run one step on the lane's GPU (CUDA_VISIBLE_DEVICES set 
         | tee "$dir/probe.txt" | sed "s/^/[fmaattn] /" ;;
     gelu)
       timeout "$(lim)" python3 tools/gelu_probe.py 2>&1 | tee "$dir/probe.txt" | sed "s/^/[gelu] /" ;;
+    rows)  # rows[:DTYPE]  tools/row_probe.py: layernorm / softmax per row-tile size vs copy bandwidth
+      timeout "$(lim)" python3 tools/row_probe.py --dtype "${arg:-bf16}" 2>&1 | tee "$dir/probe.txt" | sed "s/^/[rows] /" ;;
     profile)
       for b in ${arg//+/ }; do
         timeout "$(lim)" python3 -m vitbench profile --batch "$b" ${PROFILE_ARGS:-} --out "$dir" 2>&1 | head -45
