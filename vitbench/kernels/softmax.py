@@ -27,17 +27,6 @@ from vitbench.kernels._tiles import row_block
 MAX_SINGLE_BLOCK = 8192
 
 
-@triton.jit
-def _softmax_rows(x, col_ok, scale, LOG2E: tl.constexpr):
-    # softmax(scale * x) of each row of an fp32 [BLOCK_M, BLOCK_N] tile, columns past col_ok
-    # ignored. Mask after scaling: a negative scale must not turn padding into +inf.
-    z = tl.where(col_ok[None, :], x * scale, float("-inf"))
-    m = tl.max(z, axis=1)
-    # z - m is exact for nearby values, so large inputs lose no accuracy here.
-    e = tl.exp2((z - m[:, None]) * LOG2E)
-    return e * (1.0 / tl.sum(e, axis=1))[:, None]
-
-
 @row_autotune
 @triton.jit
 def _softmax_kernel(
@@ -52,7 +41,6 @@ def _softmax_kernel(
     BLOCK_N: tl.constexpr,  # columns per chunk (>= n_cols on the single-block path)
     SINGLE: tl.constexpr,  # BLOCK_N >= n_cols: whole rows in registers, else the online path
     PDL: tl.constexpr,  # programmatic dependent launch (kernels/_pdl.py)
-    FLAT: tl.constexpr = False,  # SINGLE, rows packed (stride n_cols): full programs move one flat range
 ):
     pdl_start(PDL)
     LOG2E: tl.constexpr = 1.4426950408889634
@@ -63,29 +51,16 @@ def _softmax_kernel(
 
     if SINGLE:
         col_ok = cols < n_cols
-        row0 = tl.program_id(0) * BLOCK_M
-        if FLAT and row0 + BLOCK_M <= n_rows:
-            # Rows whose width is no multiple of 16 bytes (197 bf16 values: 394 bytes) start at
-            # unaligned addresses, so row-wise loads and stores go 2 bytes at a time. BLOCK_M
-            # packed rows (BLOCK_M a multiple of 8) are one flat range that starts 16-byte
-            # aligned: moved in 16-byte vectors, laid out as rows (and back) by register gathers.
-            FLAT_N: tl.constexpr = BLOCK_M * BLOCK_N
-            start = tl.multiple_of(row0.to(tl.int64) * n_cols, 8)
-            j = tl.arange(0, FLAT_N)
-            valid = tl.max_constancy(j < BLOCK_M * n_cols, 8)  # BLOCK_M * n_cols: a multiple of 8
-            flat = tl.load(x_ptr + start + j, mask=valid, other=0.0)
-            r = tl.arange(0, BLOCK_M)[:, None]
-            src = tl.reshape(r * n_cols + tl.minimum(cols, n_cols - 1)[None, :], (FLAT_N,))
-            x = tl.reshape(tl.gather(flat, src, 0), (BLOCK_M, BLOCK_N)).to(tl.float32)
-            y = _softmax_rows(x, col_ok, scale, LOG2E)
-            back = tl.where(valid, (j // n_cols) * BLOCK_N + j % n_cols, 0)
-            y_flat = tl.gather(tl.reshape(y.to(out_ptr.dtype.element_ty), (FLAT_N,)), back, 0)
-            tl.store(out_ptr + start + j, y_flat, mask=valid)
-        else:
-            x = tl.load(x_rows + cols[None, :], mask=col_ok[None, :], other=0.0).to(tl.float32)
-            y = _softmax_rows(x, col_ok, scale, LOG2E)
-            tl.store(o_rows + cols[None, :], y.to(out_ptr.dtype.element_ty),
-                     mask=row_ok[:, None] & col_ok[None, :])
+        x = tl.load(x_rows + cols[None, :], mask=col_ok[None, :], other=0.0).to(tl.float32)
+        # Mask after scaling: a negative scale must not turn padding into +inf.
+        z = tl.where(col_ok[None, :], x * scale, float("-inf"))
+        m = tl.max(z, axis=1)
+        # z - m is exact for nearby values, so large inputs lose no accuracy here.
+        e = tl.exp2((z - m[:, None]) * LOG2E)
+        inv = 1.0 / tl.sum(e, axis=1)
+        y = e * inv[:, None]
+        tl.store(o_rows + cols[None, :], y.to(out_ptr.dtype.element_ty),
+                 mask=row_ok[:, None] & col_ok[None, :])
     else:
         # Online pass: per row, running max m and running sum l of exp(z - m), rescaled when m
         # grows. While m is still -inf (only -inf seen so far) the shift is 0, not -inf - -inf.
@@ -109,16 +84,6 @@ def _softmax_kernel(
             z = tl.where(c_ok, x * scale, float("-inf"))  # padding -> exp2(-inf) = 0, not inf
             y = tl.exp2((z - m[:, None]) * LOG2E) * inv[:, None]
             tl.store(o_rows + c[None, :], y.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & c_ok)
-
-
-def flat_rows(x2: torch.Tensor, o2: torch.Tensor, block_m: int, block_n: int) -> bool:
-    """Whether the kernel's FLAT path applies: whole rows of a width that is no multiple of 16
-    bytes, packed (row stride = width) in both tensors, 16-byte aligned bases, and a multiple of
-    8 rows per program (so every program's range starts 16-byte aligned)."""
-    N, itemsize = x2.shape[1], x2.element_size()
-    return (block_n >= N and (N * itemsize) % 16 != 0 and block_m % 8 == 0
-            and x2.stride(0) == N and o2.stride(0) == N
-            and x2.data_ptr() % 16 == 0 and o2.data_ptr() % 16 == 0)
 
 
 def softmax_cost(rows: int, cols: int, itemsize: int) -> tuple[int, int]:
@@ -154,7 +119,7 @@ def softmax(x: torch.Tensor, *, scale: float = 1.0, out: torch.Tensor | None = N
     _softmax_kernel[grid](
         x2, dst, n_rows, N, x2.stride(0), dst.stride(0), float(scale),
         BLOCK_M=block_m, BLOCK_N=block_n, SINGLE=block_n >= N,
-        FLAT=flat_rows(x2, dst, block_m, block_n), **launch_opts(),
+        **launch_opts(),
     )
     if dst is not o2:
         o2.copy_(dst)
