@@ -114,6 +114,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ne
     ("cases: [\n  - op: add\n", "malformed YAML"),
     ("cases:\n  - op: add\n    label: x\n    shape: {T: -3, D: 4}\n", "shape"),
     ("cases:\n  - op: addd\n    label: x\n    shape: {T: 3, D: 4}\n", "addd"),
+    ("cases:\n  - op: matmul\n    label: x\n    shape: {M: 8, N: 8, K: 8}\n    options: {tf32_operands: 1}\n",
+     "tf32_operands"),
 ])
 def test_bad_config_exits_2(tmp_path, monkeypatch, capsys, text, needle):
     cfg = tmp_path / "bad.yaml"
@@ -236,3 +238,39 @@ def test_quick_without_a_quick_list_takes_two_shapes_per_set(tmp_path):
     plan = plan_kernels(None, config=cfg, quick=True, providers="torch")
     assert [c.shape["M"] for c in plan.cases] == [16, 24]
     assert {c.precision for c in plan.cases} == {"ieee"}
+
+
+def test_matmul_tf32_operands_reach_triton_as_tf32_values(tmp_path, monkeypatch):
+    """Option tf32_operands: every provider gets a and w as TF32 values, and triton's matmul is
+    told so (tf32_exact), as the model's TF32 GEMMs are."""
+    import torch
+
+    from vitbench import kernels as K
+    from vitbench.suites.kernels import run_kernels
+
+    def tf32_valued(t):
+        return bool(((t.contiguous().view(torch.int32) & 0x1FFF) == 0).all())
+
+    cfg = tmp_path / "t32.yaml"
+    cfg.write_text("dtypes: [fp32]\nprecisions: [tf32]\ncases:\n  - op: matmul\n    label: t\n"
+                   "    shape: {B: 2, T: 9, N: 24, K: 40}\n    options: {epilogue: gelu, tf32_operands: true}\n")
+    seen, real = [], K.matmul
+
+    def spy(a, w, *args, **kwargs):
+        seen.append((kwargs.get("tf32_exact"), tf32_valued(a), tf32_valued(w)))
+        return real(a, w, *args, **kwargs)
+
+    monkeypatch.setattr(K, "matmul", spy)
+    res = run_kernels(plan_kernels(None, config=cfg, providers="triton,torch"), out_dir=tmp_path, progress=False)
+    assert seen and set(seen) == {(True, True, True)}
+    assert len(res.rows) == 2 and all(r["ok"] for r in res.rows), res.rows
+
+
+def test_shipped_vit_tf32_config():
+    from vitbench.suites.config import load_kernel_config
+    from vitbench.suites.kernels import configs_dir
+
+    cfg = load_kernel_config(configs_dir() / "kernels" / "vit_tf32.yaml")
+    assert cfg.dtypes == ["fp32"] and cfg.precisions == ["tf32"]
+    assert [c.label for c in cfg.cases] == ["b16-qkv-t32", "b16-proj-t32", "b16-fc1-t32", "b16-fc2-t32"]
+    assert all(c.op == "matmul" and c.options.get("tf32_operands") is True for c in cfg.cases)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vitbench import kernels as K
+from vitbench.kernels._common import round_tf32_
 from vitbench.kernels.add import add_cost
 from vitbench.kernels.attention import attention_cost
 from vitbench.kernels.bmm import bmm_cost
@@ -103,6 +104,8 @@ SOFTMAX = OpImpl(
 
 
 # --- matmul: epilogue(a @ w^T + bias [+ residual]); a [M,K] or [B,T,K], w [N,K] ----------------
+# Option tf32_operands: a and w drawn as TF32 values (rounded once, before any provider runs), as
+# the model feeds its TF32 GEMMs; triton then passes tf32_exact=True (the TMA kernel may run them).
 def _mm_rows(s) -> tuple[int, ...]:
     return (s["M"],) if "M" in s else (s["B"], s["T"])
 
@@ -113,6 +116,8 @@ def _mm_inputs(s, o, dt, dev):
     w = _r((N, Kd), dt, dev, 1.0 / math.sqrt(Kd))
     bias = _r((N,), dt, dev, 0.1) if o.get("bias", True) else None
     res = _r((*lead, N), dt, dev) if "residual" in o.get("epilogue", "none") else None
+    if o.get("tf32_operands"):  # TF32 values, as the model's TF32 GEMMs get them (no-op for 16-bit)
+        round_tf32_(a), round_tf32_(w)
     return a, w, bias, res
 
 
@@ -132,7 +137,8 @@ MATMUL = OpImpl(
     reference=lambda s, o, a: _epilogue(F.linear(_d(a[0]), _d(a[1]), _d(a[2])),
                                         o.get("epilogue", "none"), _d(a[3])),
     triton=lambda s, o, p, a: K.matmul(a[0], a[1], a[2], epilogue=o.get("epilogue", "none"),
-                                       residual=a[3], precision=p),
+                                       residual=a[3], precision=p,
+                                       tf32_exact=bool(o.get("tf32_operands"))),
     torch_fn=_mm_torch,
     cost=lambda s, o, n: matmul_cost(math.prod(_mm_rows(s)), s["N"], s["K"], n,
                                      has_bias=o.get("bias", True),

@@ -6,7 +6,7 @@ Kept free of torch/triton imports so config validation can use it cheaply.
   add          B=1, T, D              x [B,T,D] + y                  broadcast: none | pos
   layernorm    B=1, T, D              x [B,T,D]; w, b [D]            eps
   softmax      B=1, H=1, T, N         x [B,H,T,N], rows of N         scale
-  matmul       M or (B, T); N, K      a [M,K] or [B,T,K]; w [N,K]    epilogue, bias
+  matmul       M or (B, T); N, K      a [M,K] or [B,T,K]; w [N,K]    epilogue, bias, tf32_operands
   bmm          B, H=1, M, N, K        a [B,(H),M,K] @ b              transpose_b, scale
   patch_embed  B, C=3, S, P, D        pixels [B,C,S,S]; w [D,C,P,P]
   attention    B, H, T, d             q, k, v [B,H,T,d]              scale (default 1/sqrt(d))
@@ -80,7 +80,8 @@ OP_SPECS: dict[str, OpSpec] = {
     "matmul": OpSpec(("M", "B", "T", "N", "K"), optional=("M", "B", "T"),
                      check_shape=_check_matmul, dots=True,
                      check_options=_check_options({"epilogue": lambda v: v in EPILOGUES,
-                                                   "bias": lambda v: isinstance(v, bool)})),
+                                                   "bias": lambda v: isinstance(v, bool),
+                                                   "tf32_operands": lambda v: isinstance(v, bool)})),
     "bmm": OpSpec(("B", "H", "M", "N", "K"), {"H": 1}, dots=True,
                   check_options=_check_options({"transpose_b": lambda v: isinstance(v, bool),
                                                 "scale": _num})),
