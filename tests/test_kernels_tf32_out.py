@@ -168,6 +168,9 @@ def test_tf32_model_weights_rounded_after_every_cast():
     assert all(is_tf32(getattr(blk, n)) for n in names)
     _, ieee = _tiny("ieee")
     assert not is_tf32(ieee.blocks[0].fc1_w)
+    vit.load_state_dict(ieee.state_dict())  # copies unrounded values in place ...
+    assert all(is_tf32(getattr(blk, n)) for n in names)  # ... rounded again by the hook
+    assert torch.equal(blk.o_w, round_tf32_(ieee.blocks[0].o_w.clone()))
 
 
 def test_tf32_model_matches_hf():

@@ -187,9 +187,14 @@ class TritonViT(nn.Module):
         self.register_buffer("head_w", w["head.weight"].clone() if spec.num_labels else None)  # [L, D]
         self.register_buffer("head_b", w["head.bias"].clone() if spec.num_labels else None)  # [L]
         self._round_tf32()
+        # load_state_dict copies values into the buffers in place (no _apply): round them again
+        self.register_load_state_dict_post_hook(_round_tf32_after_load)
 
     def _round_tf32(self) -> None:
-        """precision "tf32": the encoder's GEMM weights hold TF32 values (Block.round_tf32_)."""
+        """precision "tf32": the encoder's GEMM weights hold TF32 values (Block.round_tf32_), as
+        their GEMMs' tf32_exact promises. Done at build, after every move or cast and after
+        load_state_dict; a weight changed in place otherwise must be rounded again by its changer
+        (vitbench.kernels._common.round_tf32_), or the TMA kernel truncates it."""
         if self.precision == "tf32":
             for block in self.blocks:
                 block.round_tf32_()
@@ -229,3 +234,8 @@ class TritonViT(nn.Module):
         if self.head_w is not None:
             logits = matmul(cls, self.head_w, self.head_b, precision=prec)  # [B, L]
         return out, pooled, logits
+
+
+def _round_tf32_after_load(module: TritonViT, _incompatible_keys) -> None:
+    """load_state_dict post-hook (a module-level function: the model stays picklable)."""
+    module._round_tf32()
