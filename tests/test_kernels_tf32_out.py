@@ -21,6 +21,7 @@ import torch
 
 from gpu_vit import vit_b16_fp32
 from tests.test_kernels_matmul_tma import make
+from tests.test_model_numerics import _pixels
 from tests.test_kernels_tf32 import SPECIAL_BITS, bits_of, from_bits, round_tf32_ref
 from vitbench._backend import DEVICE
 from vitbench.kernels import EPILOGUES, attention, layernorm, matmul
@@ -130,11 +131,6 @@ def _tiny(precision: str):
     return ckpt, modules.TritonViT(ckpt.spec, ckpt.local, precision=precision).to(DEVICE)
 
 
-def _pixels(vit) -> torch.Tensor:
-    s = vit.spec
-    return torch.rand(2, s.channels, s.image_h, s.image_w, device=DEVICE) * 2 - 1
-
-
 def test_tf32_model_passes_tf32_exact_only_with_tf32_operands(monkeypatch):
     ckpt, vit = _tiny("tf32")
     calls = []
@@ -147,7 +143,7 @@ def test_tf32_model_passes_tf32_exact_only_with_tf32_operands(monkeypatch):
         return real(a, w, *args, **kwargs)
 
     monkeypatch.setattr(modules, "matmul", spy)
-    px = _pixels(vit)
+    px = _pixels(2, vit.spec)
     with torch.inference_mode():
         vit(px)
     layers = ckpt.spec.layers
@@ -179,7 +175,7 @@ def test_tf32_model_matches_hf():
 
     ckpt, vit = _tiny("tf32")
     hf = checkpoints.hf_model(ckpt, device=DEVICE, dtype=torch.float64, attn_implementation="eager")
-    px = _pixels(vit)
+    px = _pixels(2, vit.spec)
     with torch.inference_mode():
         want = hf(pixel_values=px.double()).logits
         got = vit(px, logits_only=True)[2]
